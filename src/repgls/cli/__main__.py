@@ -1,0 +1,3 @@
+from repgls.cli import main
+
+main()
