@@ -7,6 +7,7 @@ torch at module level (``repgls --help`` and ``repgls mine`` must start fast).
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import typer
 
@@ -24,8 +25,15 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# Modules that define commands (each exposes ``register(app)``).
-_COMMAND_MODULES: list[str] = []
+# Command modules: every public module of this package exposes ``register(app)``; ``ORDER`` sets where
+# its commands appear in ``--help`` (pipeline order), so a new stage needs no edit here.
+def _command_modules() -> list:
+    mods = [
+        importlib.import_module(f"{__name__}.{m.name}")
+        for m in pkgutil.iter_modules(__path__)
+        if not m.name.startswith("_")
+    ]
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
 def _version_callback(value: bool) -> None:
@@ -43,8 +51,8 @@ def _root(
     """repgls command line."""
 
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+for _module in _command_modules():
+    _module.register(app)
 
 
 def main() -> None:
