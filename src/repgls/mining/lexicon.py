@@ -1,0 +1,322 @@
+"""Compile the cue lexicon (vocab/cues.yaml) and a vocabulary's phrases into big alternation regexes.
+
+Everything here is cached per (vocabulary, cue file): a worker process compiles once and reuses it.
+Phrase syntax (both files): case-insensitive, matched on word boundaries; a space matches any run of
+whitespace or hyphens; a trailing ``*`` matches the rest of the word ("atelecta*" -> atelectasis, atelectatic).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repgls.vocab import Vocabulary, load_vocab
+
+# Cue roles (first element of a role tuple).
+NEG_PRE, NEG_POST, PSEUDO_PRE, PSEUDO_POST, UNC_PRE, UNC_POST, CONJ, TERM, QUAL, SEV, CHG = range(11)
+STATUS_PRE = (NEG_PRE, PSEUDO_PRE, UNC_PRE)
+STATUS_POST = (NEG_POST, PSEUDO_POST, UNC_POST)
+
+# Mention kinds.
+SYN, ATTR, USYN, UNMENTION, BLOCKER = range(5)
+
+_NORM_RE = re.compile(r"[\s\-]+")
+SEVERITY_LEVELS = ("none", "trace", "mild", "moderate", "severe")
+CHANGE_VALUES = ("none", "new", "worsened", "improved", "stable", "resolved")
+
+
+def norm_phrase(s: str) -> str:
+    """Lower-case and collapse whitespace/hyphen runs to one space (the lookup key of a match)."""
+    return _NORM_RE.sub(" ", s.lower()).strip()
+
+
+def phrase_regex(phrase: str) -> str:
+    """Regex source for one phrase (without the word-boundary guards)."""
+    p = phrase.strip().lower()
+    wild = p.endswith("*")
+    if wild:
+        p = p[:-1]
+    parts = [re.escape(w) for w in _NORM_RE.split(p) if w]
+    src = r"[\s\-]+".join(parts)
+    return src + (r"\w*" if wild else "")
+
+
+_SPACE, _WILD = "\x00space", "\x00wild"
+
+
+def _units(phrase: str) -> list[str]:
+    """A phrase as trie units: single characters, _SPACE (whitespace/hyphen run) and a final _WILD."""
+    p = phrase.strip().lower()
+    wild = p.endswith("*")
+    if wild:
+        p = p[:-1]
+    units: list[str] = []
+    for i, w in enumerate(w for w in _NORM_RE.split(p) if w):
+        if i:
+            units.append(_SPACE)
+        units.extend(w)
+    if wild:
+        units.append(_WILD)
+    return units
+
+
+def _trie_regex(node: dict) -> str:
+    """Regex source of a trie (dict unit -> child; key "" marks the end of a phrase). Greedy optional groups
+    try the longer continuation first, so the longest phrase wins, with backtracking to shorter ones."""
+    end = "" in node
+    alts = []
+    for unit in sorted(k for k in node if k):
+        head = "[\\s\\-]+" if unit == _SPACE else ("\\w*" if unit == _WILD else re.escape(unit))
+        alts.append(head + _trie_regex(node[unit]))
+    if not alts:
+        return ""
+    if end:
+        return "(?:" + "|".join(alts) + ")?"
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+def build_alternation(phrases: list[str], extra: str = "") -> re.Pattern[str]:
+    """One regex matching any phrase on word boundaries; built as a character trie (fast with Python's re)
+    whose greedy branches make the longest phrase win."""
+    trie: dict = {}
+    for p in set(phrases):
+        node = trie
+        for u in _units(p):
+            node = node.setdefault(u, {})
+        node[""] = {}
+    src = rf"(?<![\w])(?:{_trie_regex(trie)})(?![\w])"
+    if extra:
+        src += "|" + extra
+    return re.compile(src)
+
+
+class PhraseTable:
+    """Maps a matched string back to its phrase's payload: exact key first, then wildcard phrases."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, list[Any]] = {}
+        self.wild: list[tuple[re.Pattern[str], list[Any]]] = []
+        self._wild_src: dict[str, list[Any]] = {}
+
+    def add(self, phrase: str, payload: Any) -> None:
+        p = phrase.strip().lower()
+        if not p:
+            return
+        if p.endswith("*"):
+            self._wild_src.setdefault(p, []).append(payload)
+        else:
+            self.exact.setdefault(norm_phrase(p), []).append(payload)
+
+    def finish(self) -> None:
+        # Longest wildcard stem first so "pleural scar*" beats "scar*".
+        for p in sorted(self._wild_src, key=lambda x: -len(x)):
+            self.wild.append((re.compile(phrase_regex(p)), self._wild_src[p]))
+
+    def phrases(self) -> list[str]:
+        return list(self.exact) + list(self._wild_src)
+
+    def lookup(self, matched: str) -> list[Any]:
+        key = norm_phrase(matched)
+        hit = self.exact.get(key)
+        if hit is not None:
+            return hit
+        low = matched.lower()
+        for rx, payload in self.wild:
+            if rx.fullmatch(low):
+                return payload
+        return []
+
+
+@dataclass(frozen=True)
+class Cues:
+    """The parsed cue lexicon."""
+
+    version: str
+    raw: dict[str, Any] = field(repr=False)
+    table: PhraseTable = field(repr=False)
+    regex: re.Pattern[str] = field(repr=False)
+    positive_threshold: float
+    pre_window: int
+    post_window: int
+    severity_window: int
+    change_window: int
+    conjunction_window: int
+    abbreviations: frozenset[str]
+    linking_hedges: frozenset[str] = frozenset()
+
+
+def _cue_source(path: str | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        res = resources.files("repgls.vocab").joinpath("cues.yaml")
+        with res.open("r", encoding="utf-8") as fh:
+            return yaml.safe_load(fh), "built-in cues.yaml"
+    with open(Path(path), encoding="utf-8") as fh:
+        return yaml.safe_load(fh), str(path)
+
+
+def _prob(value: Any, where: str) -> float:
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: probability {value!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{where}: probability {p} is not in [0, 1]")
+    return p
+
+
+@lru_cache(maxsize=8)
+def load_cues(path: str | None = None) -> Cues:
+    """Load and compile the cue lexicon (default: the packaged ``vocab/cues.yaml``).
+
+    Raises:
+        ValueError: naming the file and the entry that is malformed.
+    """
+    raw, src = _cue_source(path)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{src}: not a YAML mapping")
+    t = PhraseTable()
+    neg = raw.get("negation", {}) or {}
+    for p in neg.get("pre", []) or []:
+        t.add(p, (NEG_PRE, None, 0.0))
+    for p in neg.get("post", []) or []:
+        t.add(p, (NEG_POST, None, 0.0))
+    for key, role in (("pre", PSEUDO_PRE), ("post", PSEUDO_POST)):
+        for p, v in (raw.get("pseudo_negation", {}) or {}).get(key, {}).items():
+            t.add(p, (role, None, _prob(v, f"{src}: pseudo_negation.{key}.{p}")))
+    for key, role in (("pre", UNC_PRE), ("post", UNC_POST)):
+        for p, v in (raw.get("uncertainty", {}) or {}).get(key, {}).items():
+            t.add(p, (role, None, _prob(v, f"{src}: uncertainty.{key}.{p}")))
+    for p, v in (raw.get("conjunction", {}) or {}).items():
+        t.add(p, (CONJ, None, _prob(v, f"{src}: conjunction.{p}")))
+    for p in raw.get("terminators", []) or []:
+        t.add(p, (TERM, None, 0.0))
+    quals = raw.get("qualifiers", {}) or {}
+    for p in quals.get("abnormal", []) or []:
+        t.add(p, (QUAL, (-1, "abnormal"), 1.0))
+    for p in quals.get("normal", []) or []:
+        t.add(p, (QUAL, (-1, "normal"), 0.0))
+    for p, v in (quals.get("borderline", {}) or {}).items():
+        t.add(p, (QUAL, (-1, "borderline"), _prob(v, f"{src}: qualifiers.borderline.{p}")))
+    for p, v in (raw.get("severity", {}) or {}).items():
+        if not (isinstance(v, list) and len(v) == 2 and v[0] in SEVERITY_LEVELS and v[1] in ("typical", "atypical")):
+            raise ValueError(f"{src}: severity.{p}: expected [level, typical|atypical], level in {SEVERITY_LEVELS}")
+        t.add(p, (SEV, (v[0], v[1]), 0.0))
+    for change, phrases in (raw.get("change", {}) or {}).items():
+        if change not in CHANGE_VALUES:
+            raise ValueError(f"{src}: change.{change}: not one of {CHANGE_VALUES}")
+        for p in phrases or []:
+            t.add(p, (CHG, change, 0.0))
+    t.finish()
+    regex = build_alternation(t.phrases(), extra=r"[;:]")
+    return Cues(
+        version=str(raw.get("version", "0")),
+        raw=raw,
+        table=t,
+        regex=regex,
+        positive_threshold=float(raw.get("positive_threshold", 0.85)),
+        pre_window=int(raw.get("pre_window", 150)),
+        post_window=int(raw.get("post_window", 60)),
+        severity_window=int(raw.get("severity_window", 30)),
+        change_window=int(raw.get("change_window", 70)),
+        conjunction_window=int(raw.get("conjunction_window", 25)),
+        abbreviations=frozenset(str(a).lower() for a in raw.get("abbreviations", []) or []),
+        linking_hedges=frozenset(norm_phrase(str(a)) for a in raw.get("linking_hedges", []) or []),
+    )
+
+
+@dataclass(frozen=True)
+class VocabLexicon:
+    """A vocabulary compiled for matching.
+
+    Attributes:
+        classes: class names in output order (K).
+        table: phrase -> list of (class index, kind, p); class index -1 for unmentions/blockers.
+        regex: the one alternation over all phrases of all classes.
+        cue_table, cue_regex: the cue lexicon plus class-specific ``qualifiers`` (role QUAL, group = class
+            index; the global qualifiers have group -1); own_qualifiers: classes that have their own.
+        no_finding: index of the "No Finding" class or -1; no_finding_ignore: indices that do not block it.
+    """
+
+    vocab: Vocabulary
+    classes: tuple[str, ...]
+    table: PhraseTable = field(repr=False)
+    regex: re.Pattern[str] = field(repr=False)
+    cues: Cues = field(repr=False)
+    cue_table: PhraseTable = field(repr=False)
+    cue_regex: re.Pattern[str] = field(repr=False)
+    own_qualifiers: frozenset[int]
+    no_finding: int
+    no_finding_ignore: frozenset[int]
+    class_index: dict[str, int] = field(default_factory=dict, repr=False)
+
+
+def _as_list(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list of phrases")
+    return [str(v) for v in value]
+
+
+@lru_cache(maxsize=16)
+def compile_vocab(name: str = "chexpert14", cues_path: str | None = None) -> VocabLexicon:
+    """Compile a vocabulary's ``synonyms``/``attributes``/``uncertain_synonyms``/``unmentions`` (+ blockers)."""
+    vocab = load_vocab(name)
+    cues = load_cues(cues_path)
+    t = PhraseTable()
+    ct = PhraseTable()
+    for key, payload in cues.table.exact.items():
+        ct.exact[key] = list(payload)
+    for key, payload in cues.table._wild_src.items():
+        ct._wild_src[key] = list(payload)
+    own_q: set[int] = set()
+    for k, entry in enumerate(vocab.entries):
+        where = f"vocabulary {vocab.name}: class {entry.get('name')!r}"
+        for p in _as_list(entry.get("synonyms"), f"{where}: synonyms"):
+            t.add(p, (k, SYN, 1.0))
+        for p in _as_list(entry.get("attributes"), f"{where}: attributes"):
+            t.add(p, (k, ATTR, 1.0))
+        usyn = entry.get("uncertain_synonyms") or {}
+        if not isinstance(usyn, dict):
+            raise ValueError(f"{where}: uncertain_synonyms must map phrase -> probability")
+        for p, v in usyn.items():
+            t.add(p, (k, USYN, _prob(v, f"{where}: uncertain_synonyms.{p}")))
+        for p in _as_list(entry.get("unmentions"), f"{where}: unmentions"):
+            t.add(p, (-1, UNMENTION, 0.0))
+        own = entry.get("qualifiers")
+        if own:
+            own_q.add(k)
+            for kind in ("abnormal", "normal"):
+                for p in _as_list(own.get(kind), f"{where}: qualifiers.{kind}"):
+                    ct.add(p, (QUAL, (k, kind), 1.0 if kind == "abnormal" else 0.0))
+    nf_cfg = vocab.raw.get("no_finding") or {}
+    nf_name = nf_cfg.get("class", "No Finding") if nf_cfg else "No Finding"
+    no_finding = vocab.classes.index(nf_name) if nf_name in vocab.classes else -1
+    ignore = frozenset(vocab.classes.index(c) for c in nf_cfg.get("ignore", []) if c in vocab.classes)
+    for p in _as_list(nf_cfg.get("blockers"), f"vocabulary {vocab.name}: no_finding.blockers"):
+        t.add(p, (-1, BLOCKER, 1.0))
+    t.finish()
+    ct.finish()
+    if not t.phrases():
+        raise ValueError(f"vocabulary {vocab.name}: no synonyms or attributes to match")
+    return VocabLexicon(
+        vocab=vocab,
+        classes=vocab.classes,
+        table=t,
+        regex=build_alternation(t.phrases()),
+        cues=cues,
+        cue_table=ct,
+        cue_regex=build_alternation(ct.phrases(), extra=r"[;:]"),
+        own_qualifiers=frozenset(own_q),
+        no_finding=no_finding,
+        no_finding_ignore=ignore,
+        class_index={c: i for i, c in enumerate(vocab.classes)},
+    )

@@ -1,0 +1,384 @@
+"""The rule-based report miner: phrases + cue scopes -> graded findings (FINDINGS_SCHEMA rows).
+
+Per report: (1) optional section selection, (2) regex sentence split, (3) one alternation regex finds all
+finding mentions and one finds all cues (both precompiled per vocabulary), (4) per mention, within its
+sentence: status from the nearest status cue before it (forward scope ends at a terminator or ";"/":") or
+after it (within ``post_window`` characters), in CheXpert's order: negation-looking doubt ("cannot be
+excluded", "no new") -> negation -> hedge; "X or/versus Y" makes both uncertain; severity and change
+from the nearest cue; (5) mentions of one finding are merged (positive > uncertain > negative, then the
+most certain cue), (6) "No Finding" (chexpert14) is added when nothing but ignored classes is positive or
+uncertain and no other abnormality ("blockers") is asserted.
+
+Merge and certainty rules are documented in docs/readme/mining.md.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from repgls.mining.lexicon import (
+    ATTR,
+    BLOCKER,
+    CHG,
+    CONJ,
+    NEG_POST,
+    NEG_PRE,
+    PSEUDO_POST,
+    PSEUDO_PRE,
+    QUAL,
+    SEV,
+    STATUS_POST,
+    STATUS_PRE,
+    TERM,
+    UNC_POST,
+    UNC_PRE,
+    UNMENTION,
+    USYN,
+    VocabLexicon,
+    compile_vocab,
+)
+from repgls.mining.schema import FINDINGS_COLUMNS
+from repgls.mining.sections import select_sections, split_sentences
+
+_SEV_RANK = {"none": 0, "trace": 1, "mild": 2, "moderate": 3, "severe": 4}
+_STATUS_RANK = {"negative": 0, "uncertain": 1, "positive": 2}
+_CHANGE_TYP = {"improved": "atypical", "resolved": "atypical", "worsened": "typical", "new": "typical"}
+
+
+def _canon(cue: str) -> str:
+    """The status cue in canonical form (lower case, single spaces): "Cannot be\n excluded" -> "cannot be excluded"."""
+    return " ".join(cue.lower().split())
+
+
+@dataclass(slots=True)
+class Mention:
+    """One mention of one class, after its cues were resolved."""
+
+    cls: int
+    status: str
+    p: float
+    cue: str
+    severity: str
+    severity_cue: str
+    severity_typ: str
+    change: str
+    change_cue: str
+    start: int
+    end: int
+    s_start: int
+    s_end: int
+
+
+class RuleMiner:
+    """Compiled miner for one vocabulary (+ cue lexicon). Thread-safe; cheap to call per report.
+
+    Args:
+        vocab: built-in vocabulary name or YAML path.
+        sections: canonical section names to mine ("impression", "findings"); None = whole text.
+        cues: path of a cue lexicon YAML; None = the packaged ``vocab/cues.yaml``.
+    """
+
+    def __init__(self, vocab: str = "chexpert14", sections: tuple[str, ...] | None = None,
+                 cues: str | None = None) -> None:
+        self.lex: VocabLexicon = compile_vocab(vocab, cues)
+        self.cues = self.lex.cues
+        self.sections = tuple(s.lower() for s in sections) if sections else None
+        self.classes = self.lex.classes
+        self.lexicon_version = f"{self.lex.vocab.name}-v{self.lex.vocab.version}+cues-v{self.cues.version}"
+        self._abbrev = self.cues.abbreviations
+
+    # ------------------------------------------------------------------ matching
+    def _mentions(self, text: str, low: str, s0: int, s1: int) -> list[tuple[int, int, list[Any]]]:
+        out = []
+        lookup = self.lex.table.lookup
+        for m in self.lex.regex.finditer(low, s0, s1):
+            payload = [p for p in lookup(m.group()) if p[1] != UNMENTION]
+            if not payload:  # an unmention: it consumes the text so no shorter phrase matches inside it
+                continue
+            out.append((m.start(), m.end(), payload))
+        return out
+
+    def _cues(self, text: str, low: str, s0: int, s1: int) -> list[tuple[int, int, str, list[Any]]]:
+        """Cues of one sentence: (start, end, the words as written, roles)."""
+        out = []
+        lookup = self.lex.cue_table.lookup
+        for m in self.lex.cue_regex.finditer(low, s0, s1):
+            g = m.group()
+            roles = [(TERM, None, 0.0)] if g in ";:" else lookup(g)
+            if roles:
+                out.append((m.start(), m.end(), text[m.start():m.end()], roles))
+        return out
+
+    # ------------------------------------------------------------------ cue resolution
+    def _resolve(self, text: str, ms: int, me: int, cls: int, kind: int, base_p: float,
+                 cues: list[tuple[int, int, str, list[Any]]], cue_starts: list[int],
+                 prev_end: int, next_start: int, s_start: int, s_end: int) -> Mention | None:
+        c = self.cues
+        i_after = bisect_left(cue_starts, me)
+        # index of the last cue ending before the mention start
+        i_before = bisect_left(cue_starts, ms) - 1
+        while i_before >= 0 and cues[i_before][1] > ms:
+            i_before -= 1
+        pre = post = None
+        # ---- status cue before (forward scope)
+        j = i_before
+        while j >= 0:
+            _cs, ce, g, roles = cues[j]
+            if ms - ce > c.pre_window:
+                break
+            hit = None
+            for r in roles:
+                if r[0] == TERM:
+                    hit = "term"
+                    break
+                if r[0] in STATUS_PRE:
+                    hit = r
+            if hit == "term":
+                break
+            if hit is not None:
+                if pre is None:
+                    pre = (hit, g)
+                    # a linking hedge inside a negation is negated: "no consolidation concerning for pneumonia"
+                    if not (hit[0] == UNC_PRE and _canon(g) in c.linking_hedges):
+                        break
+                elif hit[0] == NEG_PRE:
+                    pre = (hit, g)
+                    break
+                else:
+                    break
+            j -= 1
+        # ---- status cue after (backward scope, bounded)
+        j = i_after
+        while j < len(cues):
+            cs, _ce, g, roles = cues[j]
+            if cs - me > c.post_window:
+                break
+            hit = None
+            stop = False
+            for r in roles:
+                if r[0] == TERM:
+                    stop = True
+                elif r[0] in STATUS_POST:
+                    hit = r
+                elif r[0] in STATUS_PRE:
+                    stop = True
+            if hit is not None:
+                post = (hit, g)
+                break
+            if stop:
+                break
+            j += 1
+        # ---- qualifiers for attribute mentions ("heart size" + normal/enlarged)
+        status, p, cue = "positive", base_p, ""
+        sev_level, sev_cue, sev_typ = "none", "", ""
+        if kind == ATTR:
+            qual = self._qualifier(cls, ms, me, cues, i_before, i_after, s_start, s_end)
+            if qual is None:
+                return None
+            (_qgroup, qkind), qp, qg = qual
+            if qkind == "normal":
+                status, p, cue = "negative", 0.0, _canon(qg)
+            elif qkind == "borderline":
+                status, p, cue = "uncertain", qp, _canon(qg)
+                sev_level, sev_cue, sev_typ = "trace", qg, "atypical"
+        elif kind == USYN:
+            status, cue = ("uncertain" if base_p < c.positive_threshold else "positive"), _canon(text[ms:me])
+        # ---- combine status cues (CheXpert order: pseudo-negation -> negation -> hedge)
+        roles_found = [x for x in (pre, post) if x is not None]
+        pseudo = [x for x in roles_found if x[0][0] in (PSEUDO_PRE, PSEUDO_POST)]
+        neg = [x for x in roles_found if x[0][0] in (NEG_PRE, NEG_POST)]
+        hedge = [x for x in roles_found if x[0][0] in (UNC_PRE, UNC_POST)]
+        if pseudo:
+            r, g = pseudo[0]
+            status, p, cue = "uncertain", r[2], _canon(g)
+        elif neg:
+            r, g = neg[0]
+            status, p, cue = "negative", 0.0, _canon(g)
+        elif hedge and status != "negative":
+            r, g = min(hedge, key=lambda x: x[0][2])
+            p = min(p, r[2]) if status == "uncertain" else r[2]
+            cue = _canon(g)
+            status = "positive" if p >= c.positive_threshold else "uncertain"
+        elif status == "positive" and kind != USYN:
+            conj = self._conjunction(ms, me, cues, i_before, i_after)
+            if conj is not None:
+                status, p, cue = "uncertain", conj[0], _canon(conj[1])
+        # ---- severity (nearest, same clause, no other mention in between)
+        if sev_level == "none":
+            sv = self._nearest(cues, i_before, i_after, ms, me, SEV, c.severity_window,
+                               max(prev_end, s_start), min(next_start, s_end))
+            if sv is not None:
+                (sev_level, sev_typ), sev_cue = sv[0][1], sv[1]
+        chg, chg_cue = "none", ""
+        ch = self._nearest(cues, i_before, i_after, ms, me, CHG, c.change_window, s_start, s_end)
+        if ch is not None:
+            chg, chg_cue = ch[0][1], ch[1]
+        return Mention(cls, status, float(p), cue, sev_level, sev_cue, sev_typ, chg, chg_cue,
+                       ms, me, s_start, s_end)
+
+    def _qualifier(self, cls: int, ms: int, me: int, cues: list, i_before: int, i_after: int,
+                   s_start: int, s_end: int) -> tuple | None:
+        """Nearest qualifier (class-specific group if the class has one) within post_window, same clause."""
+        group = cls if cls in self.lex.own_qualifiers else -1
+        win = self.cues.post_window
+        best = None
+        j = i_before
+        while j >= 0:
+            cs, ce, g, roles = cues[j]
+            if ms - ce > win:
+                break
+            q = next((r for r in roles if r[0] == QUAL and r[1][0] == group), None)
+            if q is not None:
+                best = (ms - ce, (q[1], q[2], g))
+                break
+            if any(r[0] == TERM for r in roles):
+                break
+            j -= 1
+        j = i_after
+        while j < len(cues):
+            cs, ce, g, roles = cues[j]
+            if cs - me > win:
+                break
+            q = next((r for r in roles if r[0] == QUAL and r[1][0] == group), None)
+            if q is not None:
+                if best is None or cs - me <= best[0]:
+                    best = (cs - me, (q[1], q[2], g))
+                break
+            if any(r[0] == TERM for r in roles):
+                break
+            j += 1
+        return None if best is None else best[1]
+
+    def _conjunction(self, ms: int, me: int, cues: list, i_before: int, i_after: int) -> tuple | None:
+        """'X or Y' / 'X versus Y': a connector within conjunction_window on either side."""
+        win = self.cues.conjunction_window
+        for j in (i_after, i_before):
+            if 0 <= j < len(cues):
+                cs, ce, g, roles = cues[j]
+                dist = cs - me if j == i_after else ms - ce
+                if 0 <= dist <= win:
+                    for r in roles:
+                        if r[0] == CONJ:
+                            return (r[2], g)
+        return None
+
+    @staticmethod
+    def _nearest(cues: list, i_before: int, i_after: int, ms: int, me: int, role: int, win: int,
+                 lo: int, hi: int) -> tuple | None:
+        """Nearest cue with ``role`` within ``win`` chars, inside [lo, hi), not across a terminator."""
+        best = None
+        j = i_before
+        while j >= 0:
+            cs, ce, g, roles = cues[j]
+            if ms - ce > win or cs < lo:
+                break
+            r = next((r for r in roles if r[0] == role), None)
+            if r is not None:
+                best = (ms - ce, r, g)
+                break
+            if any(x[0] == TERM for x in roles):
+                break
+            j -= 1
+        j = i_after
+        while j < len(cues):
+            cs, ce, g, roles = cues[j]
+            if cs - me > win or ce > hi:
+                break
+            if best is not None and cs - me > best[0]:
+                break
+            r = next((r for r in roles if r[0] == role), None)
+            if r is not None:
+                if best is None or cs - me < best[0]:
+                    best = (cs - me, r, g)
+                break
+            if any(x[0] == TERM for x in roles):
+                break
+            j += 1
+        return None if best is None else (best[1], best[2])
+
+    # ------------------------------------------------------------------ per report
+    def mine_mentions(self, text: str) -> tuple[list[Mention], bool]:
+        """All resolved mentions of a report (text order) and whether an other-abnormality blocker was asserted."""
+        low = text.lower()
+        if len(low) != len(text):  # a few Unicode capitals lower to 2 chars; keep offsets aligned
+            low = "".join(ch.lower()[:1] or ch for ch in text)
+        out: list[Mention] = []
+        blocked = False
+        for s0, s1 in select_sections(text, self.sections):
+            found = self._mentions(text, low, s0, s1)
+            if not found:
+                continue
+            fi, nf = 0, len(found)
+            for ss, se in split_sentences(text, s0, s1, self._abbrev):
+                while fi < nf and found[fi][0] < ss:
+                    fi += 1
+                fj = fi
+                while fj < nf and found[fj][1] <= se:
+                    fj += 1
+                if fj == fi:
+                    continue
+                sm = found[fi:fj]
+                fi = fj
+                cues = self._cues(text, low, ss, se)
+                cue_starts = [x[0] for x in cues]
+                for idx, (ms, me, payload) in enumerate(sm):
+                    prev_end = sm[idx - 1][1] if idx > 0 else ss
+                    next_start = sm[idx + 1][0] if idx + 1 < len(sm) else se
+                    for cls, kind, p in payload:
+                        mm = self._resolve(text, ms, me, cls, kind, p, cues, cue_starts,
+                                           prev_end, next_start, ss, se)
+                        if mm is None:
+                            continue
+                        if kind == BLOCKER:
+                            if mm.status != "negative":
+                                blocked = True
+                            continue
+                        out.append(mm)
+        return out, blocked
+
+    def mine_rows(self, text: Any, study_id: str = "") -> list[tuple]:
+        """Findings rows (tuples in FINDINGS_COLUMNS order) for one report; [] for empty/NaN text."""
+        if not isinstance(text, str) or not text.strip():
+            return []
+        mentions, blocked = self.mine_mentions(text)
+        by_cls: dict[int, list[Mention]] = {}
+        for m in mentions:
+            by_cls.setdefault(m.cls, []).append(m)
+        nf = self.lex.no_finding
+        rows = [self._merge(text, study_id, cls, by_cls[cls]) for cls in sorted(by_cls) if cls != nf]
+        if nf >= 0 and not blocked and any(ch.isalnum() for ch in text):
+            ignore = {self.classes[i] for i in self.lex.no_finding_ignore}
+            if all(r[2] == "negative" or r[1] in ignore for r in rows):
+                nf_row = (study_id, self.classes[nf], "positive", 1.0, "", "none", "", "none", "", "typical",
+                          "", 0, 0, 0, "rules", self.lexicon_version)
+                rows.append(nf_row)
+                rows.sort(key=lambda r: self.lex.class_index[r[1]])
+        return rows
+
+    def _merge(self, text: str, study_id: str, cls: int, ms: list[Mention]) -> tuple:
+        """Merge one class's mentions: status positive > uncertain > negative; then highest certainty."""
+        best = max(ms, key=lambda m: (_STATUS_RANK[m.status], m.p, -m.start))
+        same = [m for m in ms if m.status == best.status]
+        sev = max(same, key=lambda m: (_SEV_RANK[m.severity], m is best))
+        severity, severity_cue, sev_typ = sev.severity, sev.severity_cue, sev.severity_typ
+        chg = best if best.change != "none" else next((m for m in same if m.change != "none"), best)
+        typ = ""
+        if best.status != "negative":
+            typ = sev_typ or _CHANGE_TYP.get(chg.change, "typical")
+        return (study_id, self.classes[cls], best.status, round(best.p, 4), best.cue, severity, severity_cue,
+                chg.change, chg.change_cue, typ, text[best.s_start:best.s_end], best.start, best.end,
+                len(ms), "rules", self.lexicon_version)
+
+    def mine_report(self, text: Any, study_id: str = "") -> list[dict[str, Any]]:
+        """Findings of one report as a list of dicts (FINDINGS_SCHEMA columns)."""
+        return [dict(zip(FINDINGS_COLUMNS, r, strict=False)) for r in self.mine_rows(text, study_id)]
+
+
+@lru_cache(maxsize=16)
+def get_miner(vocab: str = "chexpert14", sections: tuple[str, ...] | None = None,
+              cues: str | None = None) -> RuleMiner:
+    """A cached RuleMiner (compiled once per process)."""
+    return RuleMiner(vocab, sections, cues)
