@@ -1,0 +1,209 @@
+"""The phantom world's simulated radiologist: writes a report from what is visible on a study.
+
+For each finding present: missed with probability ``miss_rate * (1 - visibility)^2``; otherwise stated as
+fact when the perceived visibility (visibility + noise) exceeds ``definite_above``, else hedged with a cue
+whose certainty tracks the perceived visibility (faint -> "cannot be excluded", clearer -> "likely").
+Absent findings are sometimes over-called (usually hedged); findings seen on the prior study and gone now
+are reported as resolved. Severity words follow the perceived latent severity, change words the prior
+study. Standard negatives ("No pleural effusion or pneumothorax.") cover what was not reported.
+Every phrase comes from ``phantom.yaml``; what was written is recorded in ``study.reported``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from repgls.data.phantom import Study
+
+SIDE_WORD = {-1: "right", 1: "left", 0: "bilateral"}
+CHANGE_OF_PRIOR = {"absent": "new", "present-smaller": "worsened", "present-larger": "improved", "same": "stable"}
+
+
+def _pick(rng: np.random.Generator, items: list[str]) -> str:
+    return items[int(rng.integers(0, len(items)))]
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _level(cfg: dict[str, Any], sev: float) -> str:
+    for lvl, hi in cfg["severity_levels"].items():
+        if sev < hi:
+            return lvl
+    return "severe"
+
+
+def _location(ccfg: dict[str, Any], extras: dict[str, Any]) -> tuple[str, str]:
+    """(prefix, suffix) location words for a finding phrase."""
+    side = extras.get("side", 0)
+    sw = SIDE_WORD.get(side, "")
+    if ccfg.get("lobe") and "lobe" in extras:
+        lobe = extras["lobe"]
+        if side == 1 and lobe == "middle lobe":
+            return "lingular", ""
+        return f"{sw} {lobe}", ""
+    if ccfg.get("zone") and "lobe" in extras:
+        return "", f" in the {sw} {extras['lobe'].replace(' lobe', ' lung')}"
+    if ccfg.get("base"):
+        return "", (" at the lung bases" if side == 0 else f" at the {sw} base")
+    if ccfg.get("apical"):
+        return f"{sw} apical", ""
+    if ccfg.get("side"):
+        return sw, ""
+    return "", ""
+
+
+def _phrase(cfg, ccfg, extras, rng, sev_word: str, chg_word: str) -> str:
+    pre, post = _location(ccfg, extras)
+    term = _pick(rng, list(ccfg["terms"]))
+    words = [w for w in (chg_word, sev_word, pre, term) if w]
+    return " ".join(words) + post
+
+
+def _choose_hedge(cfg: dict[str, Any], target: float, rng: np.random.Generator) -> dict[str, Any]:
+    """A hedge whose certainty is near ``target`` (Gaussian weights on the distance)."""
+    hedges = cfg["hedges"]
+    p = np.array([h["p"] for h in hedges], dtype=float)
+    w = np.exp(-(((p - target) / 0.07) ** 2)) + 1e-9
+    return hedges[int(rng.choice(len(hedges), p=w / w.sum()))]
+
+
+def write_report(study: Study, prior: Study | None, cfg: dict[str, Any], classes: tuple[str, ...],
+                 rng: np.random.Generator) -> None:
+    """Fill ``study.findings_text``, ``study.impression_text`` and ``study.reported`` (class -> dict with
+    status, cue, certainty, severity, change, error)."""
+    rad = cfg["radiologist"]
+    sentences: list[tuple[int, str]] = []  # (order key, sentence)
+    impression: list[str] = []
+    reported: dict[str, dict[str, Any]] = {}
+    order_of = {c: i for i, c in enumerate(classes)}
+    for c in classes:
+        if c == "No Finding":
+            continue
+        ccfg = cfg["classes"][c]
+        t = study.truth[c]
+        vis = t["visibility"]
+        extras = t["extras"]
+        key = -1 if ccfg["kind"] == "devices" else order_of[c]
+        if t["present"]:
+            if rng.random() < rad["miss_rate"] * (1.0 - vis) ** 2:
+                reported[c] = {"error": "missed", "_missed": True}
+                continue
+            perceived = vis + rng.normal(0, rad["perception_sd"])
+            definite = perceived >= rad["definite_above"]
+            sev_seen = float(np.clip(t["severity"] + rng.normal(0, 0.1 * (1 - vis)), 0.0, 1.0))
+            error = ""
+            chg_state = t["prior_state"]
+        else:
+            was_seen = (prior is not None and prior.truth[c]["present"]
+                        and prior.reported.get(c, {}).get("status") in ("positive", "uncertain"))
+            if was_seen and rng.random() < rad["change_word_rate"]:
+                pextras = prior.truth[c]["extras"]
+                f = _phrase(cfg, ccfg, pextras, rng, "", "")
+                text = _pick(rng, cfg["resolved_forms"]).format(f=f, F=_cap(f))
+                sentences.append((key, text))
+                reported[c] = {"status": "negative", "cue": "resolved", "certainty": 0.0, "severity": "none",
+                               "change": "resolved", "error": ""}
+                continue
+            if rng.random() >= rad["overcall_rate"] * float(ccfg.get("overcall", 1.0)):
+                continue
+            extras = _fake_extras(ccfg, cfg, rng)
+            definite = rng.random() >= rad["overcall_hedged"]
+            perceived = float(rng.uniform(0.05, 0.45))
+            sev_seen = float(rng.uniform(0.05, 0.35))
+            error = "overcall"
+            chg_state = "none"
+        if ccfg["kind"] == "devices":
+            devs = extras.get("devices", ["central_line"])
+            for d in devs:
+                side = SIDE_WORD[extras.get("line_side", -1)]
+                sentences.append((key, _pick(rng, cfg["devices"][d]).format(Side=_cap(side), side=side)))
+            reported[c] = {"status": "positive", "cue": "", "certainty": 1.0, "severity": "none",
+                           "change": "none", "error": error}
+            continue
+        sev_word, sev_level = "", "none"
+        fam = ccfg.get("sev")
+        if fam and rng.random() < rad["severity_word_rate"]:
+            sev_level = _level(cfg, sev_seen)
+            sev_word = _pick(rng, cfg["severity_words"][fam][sev_level])
+        chg_word, change = "", "none"
+        if chg_state in CHANGE_OF_PRIOR and rng.random() < rad["change_word_rate"]:
+            chg_word = _pick(rng, cfg["change_words"][chg_state])
+            change = CHANGE_OF_PRIOR[chg_state]
+        f = _phrase(cfg, ccfg, extras, rng, sev_word, chg_word)
+        if definite:
+            text = _pick(rng, cfg["positive_forms"]).format(f=f, F=_cap(f))
+            rec = {"status": "positive", "cue": "", "certainty": 1.0}
+        else:
+            target = 0.30 + 0.6 * float(np.clip(perceived / rad["definite_above"], 0.0, 1.0))
+            h = _choose_hedge(cfg, target, rng)
+            text = _pick(rng, h["forms"]).format(f=f, F=_cap(f))
+            rec = {"status": h["status"], "cue": h["cue"], "certainty": float(h["p"])}
+        rec.update(severity=sev_level, change=change, error=error)
+        reported[c] = rec
+        sentences.append((key, text))
+        if len(impression) < 3 and ((t["present"] and vis > 0.5) or not definite):
+            impression.append(text)
+    # a finding that implies another (Massive Cardiomegaly -> Cardiomegaly) reports it too, with the same words
+    for c in classes:
+        tgt = cfg["classes"].get(c, {}).get("implies")
+        r = reported.get(c, {})
+        if tgt in study.truth and r.get("status") in ("positive", "uncertain") \
+                and reported.get(tgt, {}).get("status") not in ("positive", "uncertain"):
+            reported[tgt] = dict(r, error="" if study.truth[tgt]["present"] else "overcall")
+    # standard negatives for what was not reported (missed findings may be negated: label noise)
+    said = {c for c, r in reported.items() if r.get("status")}
+    for neg in cfg["negatives"]:
+        cls = [c for c in neg["classes"] if c in study.truth]
+        if not cls or any(c in said for c in cls) or any(
+                reported.get(u, {}).get("status") in ("positive", "uncertain") for u in neg.get("unless", ())):
+            continue
+        if rng.random() < neg["p"] * rad["negative_rate"]:
+            sentences.append((order_of[cls[0]], neg["text"]))
+            for c in cls:
+                reported[c] = {"status": "negative", "cue": neg.get("cue", "no"), "certainty": 0.0,
+                               "severity": "none", "change": "none",
+                               "error": "missed" if study.truth[c]["present"] else ""}
+                said.add(c)
+    for c in classes:  # rarer single-class negatives
+        ccfg = cfg["classes"].get(c, {})
+        if c in said or c == "No Finding" or not ccfg.get("negative"):
+            continue
+        if rng.random() < 0.08 * rad["negative_rate"]:
+            sentences.append((order_of[c], ccfg["negative"]))
+            reported[c] = {"status": "negative", "cue": "no", "certainty": 0.0, "severity": "none",
+                           "change": "none", "error": "missed" if study.truth[c]["present"] else ""}
+            said.add(c)
+    for c, r in list(reported.items()):
+        if r.pop("_missed", False):
+            reported[c] = {"error": "missed"} if c not in said else r
+    lung_said = any(cfg["classes"][c]["kind"] in ("opacity", "consolidation", "pneumonia", "edema", "atelectasis",
+                                                   "lesion", "alveolar", "nodules", "small_nodules")
+                    for c in said if c in cfg["classes"] and reported[c].get("status") != "negative")
+    if not lung_said:
+        sentences.append((order_of.get("Lung Opacity", 0) - 0.5, cfg["fillers"]["clear_lungs"]))
+    positives = [c for c, r in reported.items() if r.get("status") in ("positive", "uncertain")
+                 and cfg["classes"][c]["kind"] != "devices"]
+    if not positives:
+        impression = [_pick(rng, cfg["fillers"]["normal_impression"])]
+        if "No Finding" in study.truth:
+            reported["No Finding"] = {"status": "positive", "cue": "", "certainty": 1.0, "severity": "none",
+                                      "change": "none",
+                                      "error": "" if study.truth["No Finding"]["present"] else "overcall"}
+    elif not impression:
+        impression = [s for k, s in sentences if k >= 0][:1]
+    sentences.sort(key=lambda ks: ks[0])
+    study.findings_text = " ".join(s for _, s in sentences)
+    study.impression_text = " ".join(impression)
+    study.reported = {c: r for c, r in reported.items() if r}
+
+
+def _fake_extras(ccfg: dict[str, Any], cfg: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """Location for an over-called (absent) finding."""
+    from repgls.data.phantom import _onset_extras
+
+    return _onset_extras(ccfg["kind"], ccfg, cfg, rng)
