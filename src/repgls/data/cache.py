@@ -1,0 +1,251 @@
+"""The image cache: every image resized once into a memory-mapped ``uint8 [N, S, S]`` array.
+
+Layout of ``out/``:
+  * ``images.u8``   raw numpy memmap, uint8, C order, shape [N, S, S] (shape in meta.json);
+  * ``index.parquet`` the image index (``row`` = position in images.u8, then the adapter's columns);
+  * ``status.u8``   one byte per row: 0 pending, 1 done, 2 failed (flushed after every chunk);
+  * ``errors.csv``  ``row,path,error`` of the images that could not be read (appended);
+  * ``meta.json``   size, mode, n, dataset, normalisation, counts, ``complete`` (written atomically).
+
+Resume: a rerun with the same index and settings skips the rows marked done and retries failed ones. Workers
+write their rows straight into the memmap and flush before reporting, and the parent marks a row done only
+after that, so a kill at any moment loses at most the chunks in flight. A missing or corrupt image is logged
+with its path, counted and left black (status 2); it is never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from repgls.data.images import NORM_MEAN, NORM_STD, ResizeMode, load_resized
+
+log = logging.getLogger(__name__)
+
+IMAGES = "images.u8"
+INDEX = "index.parquet"
+STATUS = "status.u8"
+ERRORS = "errors.csv"
+META = "meta.json"
+PENDING, DONE, FAILED = 0, 1, 2
+CACHE_VERSION = 1
+NORMALISATION = (
+    "read: 8-bit kept, >8-bit and DICOM (modality LUT + VOI LUT/window) min-max to uint8, MONOCHROME1 inverted; "
+    f"resize: aspect kept, {{mode}}; model: (x/255 - {NORM_MEAN}) / {NORM_STD}"
+)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _index_fingerprint(paths: list[str], size: int, mode: str) -> str:
+    h = hashlib.sha256(f"{size}|{mode}|{len(paths)}".encode())
+    for p in paths:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def read_meta(cache_dir: str | Path) -> dict:
+    """meta.json of a cache (raises a clear error when the folder is not a cache)."""
+    p = Path(cache_dir) / META
+    if not p.exists():
+        raise FileNotFoundError(f"{cache_dir}: not an image cache (no {META}); build one with `repgls prepare`")
+    return json.loads(p.read_text())
+
+
+def open_images(cache_dir: str | Path, mode: str = "r") -> np.memmap:
+    """The cache's images as a memmap uint8 [N, S, S]."""
+    meta = read_meta(cache_dir)
+    return np.memmap(Path(cache_dir) / IMAGES, dtype=np.uint8, mode=mode,
+                     shape=(meta["n"], meta["size"], meta["size"]))
+
+
+def read_status(cache_dir: str | Path) -> np.ndarray:
+    """Per-row status uint8 [N] (0 pending, 1 done, 2 failed)."""
+    return np.fromfile(Path(cache_dir) / STATUS, dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ workers
+_W: dict[str, Any] = {}
+
+
+def _init_worker(images_path: str, n: int, size: int, mode: str) -> None:
+    _W["mm"] = np.memmap(images_path, dtype=np.uint8, mode="r+", shape=(n, size, size))
+    _W["size"], _W["mode"] = size, mode
+
+
+def _work(task: tuple[list[int], list[str]]) -> tuple[list[int], list[int], list[tuple[int, str, str]]]:
+    """Resize a chunk of rows into the memmap; returns (rows, statuses, errors)."""
+    rows, paths = task
+    mm, size, mode = _W["mm"], _W["size"], _W["mode"]
+    status, errors = [], []
+    for r, p in zip(rows, paths, strict=True):
+        try:
+            mm[r] = load_resized(p, size, mode)
+            status.append(DONE)
+        except Exception as exc:  # a bad image is logged and skipped, never fatal
+            mm[r] = 0
+            status.append(FAILED)
+            errors.append((r, p, str(exc).replace("\n", " ")))
+    mm.flush()
+    return rows, status, errors
+
+
+def _chunks(rows: np.ndarray, paths: list[str], chunk: int) -> Iterator[tuple[list[int], list[str]]]:
+    for i in range(0, len(rows), chunk):
+        sel = rows[i:i + chunk].tolist()
+        yield sel, [paths[j] for j in sel]
+
+
+# ------------------------------------------------------------------------------------------- prepare
+def prepare_cache(
+    index: pd.DataFrame,
+    out: str | Path,
+    *,
+    size: int = 256,
+    mode: ResizeMode = "pad",
+    workers: int | None = None,
+    dataset: str = "",
+    chunk: int = 32,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Resize every image of ``index`` once into ``out`` (layout in the module docstring); resumable.
+
+    Returns the final meta dict (``n``, ``n_done``, ``n_failed``, ``n_skipped`` = rows already done before
+    this call, ``seconds``...). ``workers`` defaults to the CPU count; 1 runs in-process.
+    """
+    if size < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    if mode not in ("pad", "crop"):
+        raise ValueError(f"mode must be 'pad' or 'crop', got {mode!r}")
+    if len(index) == 0:
+        raise ValueError("the image index is empty: nothing to prepare (check --view / the dataset root)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    index = index.reset_index(drop=True)
+    paths = index["path"].astype(str).tolist()
+    n = len(paths)
+    fp = _index_fingerprint(paths, size, mode)
+    meta_p = out / META
+    fresh = True
+    if meta_p.exists() and not overwrite:
+        old = json.loads(meta_p.read_text())
+        if old.get("fingerprint") != fp or old.get("n") != n or old.get("size") != size:
+            raise ValueError(
+                f"{out}: holds a cache built from another index or settings (n={old.get('n')}, size="
+                f"{old.get('size')}, mode={old.get('mode')}); use another --out or --overwrite")
+        fresh = not ((out / IMAGES).exists() and (out / STATUS).exists())
+    if fresh:
+        for name in (IMAGES, STATUS, ERRORS, INDEX):
+            (out / name).unlink(missing_ok=True)
+    meta = {
+        "version": CACHE_VERSION, "dataset": dataset or index.attrs.get("dataset", ""), "size": size, "mode": mode,
+        "n": n, "dtype": "uint8", "shape": [n, size, size], "fingerprint": fp, "complete": False,
+        "normalisation": NORMALISATION.format(mode=mode), "norm_mean": NORM_MEAN, "norm_std": NORM_STD,
+        "root": index.attrs.get("root", ""),
+    }
+    if fresh:
+        # Allocate sparse files, then publish the index and the (incomplete) meta atomically.
+        with open(out / IMAGES, "wb") as fh:
+            fh.truncate(n * size * size)
+        with open(out / STATUS, "wb") as fh:
+            fh.truncate(n)
+        tab = index.copy()
+        tab.insert(0, "row", np.arange(n, dtype=np.int64))
+        tmp = out / f".{INDEX}.tmp"
+        tab.to_parquet(tmp, index=False)
+        os.replace(tmp, out / INDEX)
+        write_json_atomic(meta_p, meta)
+    status = np.memmap(out / STATUS, dtype=np.uint8, mode="r+", shape=(n,))
+    todo = np.flatnonzero(status != DONE)
+    n_skipped = n - len(todo)
+    if n_skipped:
+        log.info("%s: resuming, %d of %d rows already done", out, n_skipped, n)
+    workers = max(1, min(workers or os.cpu_count() or 1, max(1, len(todo) // chunk)))
+    t0 = time.perf_counter()
+    n_failed_now = 0
+    err_fh = open(out / ERRORS, "a", encoding="utf-8")
+    if err_fh.tell() == 0:
+        err_fh.write("row,path,error\n")
+    bar = _progress(progress, len(todo), n_skipped, out)
+    try:
+        tasks = _chunks(todo, paths, chunk)
+        args = (str(out / IMAGES), n, size, mode)
+        if workers == 1:
+            _init_worker(*args)
+            results: Iterator = map(_work, tasks)
+            pool = None
+        else:
+            # fork is fast; spawn when torch (threads) is already loaded in this process or fork is missing.
+            method = "fork" if "fork" in mp.get_all_start_methods() and "torch" not in sys.modules else "spawn"
+            pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=args)
+            results = pool.imap_unordered(_work, tasks)
+        try:
+            for rows, st, errs in results:
+                status[rows] = st
+                status.flush()
+                for r, p, e in errs:
+                    n_failed_now += 1
+                    log.warning("row %d: %s", r, e)
+                    err_fh.write(pd.DataFrame([[r, p, e]]).to_csv(header=False, index=False))
+                err_fh.flush()
+                if bar is not None:
+                    bar[0].advance(bar[1], len(rows))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    finally:
+        err_fh.close()
+        if bar is not None:
+            bar[0].stop()
+        _W.clear()
+    final = np.asarray(status).copy()
+    del status
+    meta.update({
+        "complete": bool((final != PENDING).all()), "n_done": int((final == DONE).sum()),
+        "n_failed": int((final == FAILED).sum()), "n_skipped": n_skipped, "n_failed_this_run": n_failed_now,
+        "seconds": round(time.perf_counter() - t0, 3), "workers": workers,
+    })
+    write_json_atomic(meta_p, meta)
+    return meta
+
+
+def _progress(enabled: bool, total: int, done: int, out: Path) -> tuple[Any, Any] | None:
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    prog = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    "[progress.percentage]{task.percentage:>3.0f}%", TimeRemainingColumn(),
+                    console=Console(stderr=True))
+    prog.start()
+    task = prog.add_task(f"prepare {out.name}" + (f" (resumed, {done} done)" if done else ""), total=total)
+    return prog, task
