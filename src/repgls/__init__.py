@@ -21,6 +21,9 @@ _LAZY: dict[str, str] = {
     "create_model": "repgls.models",
     "create_loss": "repgls.losses",
     "train": "repgls.train",
+    "evaluate_run": "repgls.evaluate",
+    "predict": "repgls.evaluate",
+    "write_report": "repgls.report",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

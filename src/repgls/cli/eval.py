@@ -1,0 +1,93 @@
+"""``repgls eval``: score a trained run on a split of its cache (report labels and, in the phantom world,
+hidden truth); writes RUN/eval-<split>/metrics.json, predictions.parquet, cams/ and report.html."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from repgls.cli._common import console, fail
+
+ORDER = 60
+_ROWS = (("mean_auc", "Mean AUC"), ("bacc", "bAcc (val. threshold)"), ("bacc_logit0", "bAcc (logit > 0)"),
+         ("mean_auc_fg", "AUC^FG"), ("ece", "ECE"), ("brier", "Brier"))
+
+
+def _cell(summary: dict[str, Any] | None, key: str) -> str:
+    """``0.812 [0.78, 0.84]`` (or ``-`` when undefined)."""
+    if summary is None:
+        return ""
+    v = summary.get(key)
+    if v is None or not math.isfinite(v):
+        return "-"
+    ci = summary.get(f"{key}_ci")
+    if ci and None not in ci:
+        return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{v:.3f}"
+
+
+def summary_table(result: dict[str, Any]) -> Any:
+    """A rich Table of the summary metrics, report labels and (phantom) hidden truth side by side."""
+    from rich.table import Table
+
+    truth = result.get("truth")
+    t = Table(title=f"{result['run']} - split {result['split']} ({result['n_images']} images)")
+    t.add_column("metric")
+    t.add_column("vs report labels", justify="right")
+    if truth is not None:
+        t.add_column("vs hidden truth", justify="right")
+    for key, label in _ROWS:
+        row = [label, _cell(result["report_labels"]["summary"], key)]
+        if truth is not None:
+            row.append(_cell(truth["summary"], key))
+        t.add_row(*row)
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_cmd(
+        run: Path = typer.Argument(..., help="Run folder written by `repgls train`."),
+        split: str = typer.Option("test", "--split", help="Cache split to score."),
+        truth: Path = typer.Option(None, "--truth", help="Phantom truth.parquet (default: auto-detected when the "
+                                   "cache was prepared from a phantom world)."),
+        no_truth: bool = typer.Option(False, "--no-truth", help="Do not score against hidden truth."),
+        findings: Path = typer.Option(None, "--findings", help="findings.parquet for AUC^FG typicality when there "
+                                      "is no truth (default: findings.parquet beside the labels file)."),
+        n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap replicates for 95% intervals (0 = none)."),
+        cams: int = typer.Option(8, "--cams", help="Images in the Grad-CAM grid (0 = none)."),
+        out: Path = typer.Option(None, "--out", help="Output folder (default RUN/eval-<split>)."),
+        checkpoint: str = typer.Option("best", "--checkpoint", help="best | last."),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+        batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+    ) -> None:
+        """Evaluate RUN on --split: thresholds chosen on val, metrics vs report labels (and hidden truth)."""
+        if n_boot < 0 or cams < 0 or batch_size < 1:
+            fail("--n-boot and --cams must be >= 0, --batch-size >= 1")
+        if checkpoint not in ("best", "last"):
+            fail(f"--checkpoint must be best or last, got {checkpoint!r}")
+        if truth is not None and no_truth:
+            fail("give --truth or --no-truth, not both")
+        if not (run / "config.yaml").is_file():
+            fail(f"{run}: not a run folder (no config.yaml)")
+        from repgls.config import ConfigError
+        from repgls.evaluate import evaluate_run
+
+        try:
+            with console.status(f"evaluating {run} on split {split} ..."):
+                res = evaluate_run(run, split=split, n_boot=n_boot, truth=False if no_truth else truth, cams=cams,
+                                   out_dir=out, checkpoint=checkpoint, findings=findings, device=device,
+                                   batch_size=batch_size, seed=seed, report=not no_report)
+        except (ConfigError, FileNotFoundError, ValueError) as e:
+            fail(str(e))
+        from rich.console import Console
+
+        Console().print(summary_table(res))
+        where = out if out is not None else run / f"eval-{split}"
+        console.print(f"[green]wrote[/] {where}/: {', '.join(res['files'].values())}  "
+                      f"(thresholds: {res['thresholds']['source']}; AUC^FG typicality: {res['typicality']['source']})")

@@ -1,0 +1,268 @@
+"""``repgls eval`` / ``repgls.evaluate.evaluate_run`` on a tiny run trained for real.
+
+The run comes from the whole pipeline at toy size: a phantom world (``repgls.data.phantom``) -> rule miner ->
+``rates`` -> ``prepare_cache`` -> ``repgls.train`` with configs/phantom-tiny.yaml (LU-ViT tiny, 64 px, a few
+steps). ``tiny_run`` is built once per test session (test_predict.py reuses it through ``build_tiny_run``).
+
+Checks: metrics.json holds both sets (report labels and hidden truth) and agrees with numbers recomputed
+independently (sklearn AUC on the written predictions, label / truth counts from the source tables,
+thresholds chosen on the trainer's own val predictions); report.html is self-contained; CAM PNGs; the CLI;
+clear errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+REPO = Path(__file__).resolve().parents[1]
+_BUILT: dict[str, dict] = {}
+
+
+def build_tiny_run(root: Path) -> dict:
+    """Phantom world + findings + labels + cache + a trained tiny LU-ViT run under ``root`` (memoised)."""
+    if "run" in _BUILT:
+        return _BUILT["run"]
+    import pyarrow.parquet as pq
+
+    from repgls.data.cache import prepare_cache
+    from repgls.data.datasets import create_dataset
+    from repgls.data.phantom import make_phantom
+    from repgls.mining import mine
+    from repgls.rates import rates, write_labels
+    from repgls.train import train
+
+    world = root / "world"
+    make_phantom(world, n=110, size=64, seed=1)
+    findings = mine(world / "reports.csv", id_col="study_id", text_col=["findings", "impression"])
+    pq.write_table(findings, world / "findings.parquet")
+    write_labels(rates(findings, studies=world / "reports.csv"), world / "labels.parquet")
+    index = create_dataset("phantom", world)
+    prepare_cache(index, world / "cache", size=64, workers=1, dataset="phantom", progress=False)
+    run = train(REPO / "configs" / "phantom-tiny.yaml", overrides=[
+        f"data.cache_dir={world / 'cache'}", f"data.labels={world / 'labels.parquet'}", "data.batch_size=16",
+        "data.augment=false", "train.max_steps=6", "train.epochs=2", "train.progress=false", "train.device=cpu",
+        "train.checkpoint_every=null", "optim.warmup_steps=2", f"output.run_dir={root / 'run'}",
+    ])
+    _BUILT["run"] = {"run": Path(run), "world": world, "cache": world / "cache", "labels": world / "labels.parquet",
+                     "truth": world / "truth.parquet", "findings": world / "findings.parquet"}
+    return _BUILT["run"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster with one intra-op thread on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    return build_tiny_run(tmp_path_factory.mktemp("tiny_run"))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run) -> dict:
+    """One full evaluation (auto-detected truth, bootstrap, CAMs, report) shared by the tests below."""
+    from repgls.evaluate import evaluate_run
+
+    res = evaluate_run(tiny_run["run"], split="test", n_boot=30, cams=3, device="cpu")
+    return {"res": res, "out": tiny_run["run"] / "eval-test"}
+
+
+def _strict_json(path: Path) -> dict:
+    def no_const(name: str) -> None:
+        raise ValueError(f"{path}: non-JSON constant {name}")
+
+    return json.loads(path.read_text(), parse_constant=no_const)
+
+
+def _test_rows(tiny_run: dict) -> pd.DataFrame:
+    idx = pd.read_parquet(tiny_run["cache"] / "index.parquet")
+    return idx[idx["split"] == "test"].reset_index(drop=True)
+
+
+def test_metrics_json_has_both_sets(tiny_run, evaluated):
+    out, res = evaluated["out"], evaluated["res"]
+    m = _strict_json(out / "metrics.json")
+    assert m == json.loads(json.dumps(res))  # what is returned is what is written
+    test = _test_rows(tiny_run)
+    assert m["n_images"] == len(test) > 0
+    assert m["truth_path"] == str(tiny_run["truth"])  # auto-detected from the cache's phantom root
+    classes = m["classes"]
+    for key in ("report_labels", "truth"):
+        assert m[key]["classes"] == classes
+        assert m[key]["n"] == len(test)
+        assert set(m[key]["summary"]) >= {"mean_auc", "bacc", "bacc_logit0", "ece", "brier", "mean_auc_ci"}
+        assert m[key]["settings"]["n_boot"] == 30
+    assert m["typicality"]["source"] == "truth"
+    assert m["checkpoint"]["name"] == "best" and m["checkpoint"]["step"] >= 1
+
+    # Report-label counts recomputed from labels.parquet (per study; NaN = ignored).
+    from repgls.rates import read_labels
+
+    lab = read_labels(tiny_run["labels"])
+    pos = {s: i for i, s in enumerate(lab.study_ids)}
+    y = lab.y[[pos[s] for s in test["study_id"]]]
+    for k, c in enumerate(classes):
+        assert m["report_labels"]["per_class"][c]["n_pos"] == int((y[:, k] == 1).sum())
+        assert m["report_labels"]["per_class"][c]["n_neg"] == int((y[:, k] == 0).sum())
+
+    # Truth counts recomputed from truth.parquet.
+    truth = pd.read_parquet(tiny_run["truth"])
+    tt = truth[truth["image_id"].isin(set(test["image_id"]))]
+    for c in classes:
+        n_present = int(tt.loc[tt["finding"] == c, "present"].sum())
+        assert m["truth"]["per_class"][c]["n_pos"] == n_present
+        assert m["truth"]["per_class"][c]["n_pos"] + m["truth"]["per_class"][c]["n_neg"] == len(test)
+
+
+def test_auc_matches_sklearn_on_written_predictions(evaluated):
+    from sklearn.metrics import roc_auc_score
+
+    out, res = evaluated["out"], evaluated["res"]
+    pred = pd.read_parquet(out / "predictions.parquet")
+    classes = res["classes"]
+    assert list(pred.columns[:2]) == ["image_id", "study_id"]
+    checked = 0
+    for key, prefix in (("report_labels", "label:"), ("truth", "truth:")):
+        for c in classes:
+            y, s = pred[f"{prefix}{c}"].to_numpy(), pred[f"prob:{c}"].to_numpy()
+            ok = np.isfinite(y)
+            if len(np.unique(y[ok])) < 2:
+                assert res[key]["per_class"][c]["auc"] is None
+                continue
+            assert res[key]["per_class"][c]["auc"] == pytest.approx(roc_auc_score(y[ok], s[ok]), abs=1e-6)
+            checked += 1
+    assert checked >= 2
+    probs = pred[[f"prob:{c}" for c in classes]].to_numpy()
+    assert np.all((probs >= 0) & (probs <= 1))
+    rate = pred[[f"rate:{c}" for c in classes]].to_numpy()
+    assert np.all(np.abs(rate) < 1)  # LU-ViT rate head: tanh
+    cert = pred[[f"expected_certainty:{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(cert, np.clip(probs * (1 - rate / 2) + (1 - probs) * rate / 2, 0, 1), atol=1e-6)
+
+
+def test_thresholds_chosen_on_val_predictions(tiny_run, evaluated):
+    """Thresholds equal choose_thresholds on the trainer's own val predictions of the best model."""
+    from repgls.metrics import choose_thresholds
+
+    res = evaluated["res"]
+    classes = res["classes"]
+    pv = pd.read_parquet(tiny_run["run"] / "predictions_val.parquet")
+    thr = choose_thresholds(pv[[f"label:{c}" for c in classes]].to_numpy(),
+                            pv[[f"prob:{c}" for c in classes]].to_numpy())
+    got = np.array([res["thresholds"]["values"][c] for c in classes])
+    np.testing.assert_allclose(got, thr, atol=1e-5)
+    assert "val" in res["thresholds"]["source"]
+    assert [res["report_labels"]["per_class"][c]["threshold"] for c in classes] == pytest.approx(got.tolist())
+
+
+def test_report_html_self_contained_with_truth_and_cams(evaluated):
+    out = evaluated["out"]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    for sid in ("summary", "truth", "roc", "per-class", "cams"):
+        assert f'<section id="{sid}">' in html
+    srcs = re.findall(r'(?:src|href)="([^"#][^"]*)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    cams = sorted((out / "cams").glob("*.png"))
+    assert len(cams) == 3
+    from PIL import Image
+
+    for p in cams:
+        im = Image.open(p)
+        assert im.mode == "RGB" and im.size == (64, 64)
+        name, cls = p.stem.split("__")
+        assert name.startswith("s") and cls.replace("_", " ") in evaluated["res"]["classes"]
+
+
+def test_no_truth_uses_report_typicality(tiny_run, tmp_path):
+    from repgls.evaluate import evaluate_run
+
+    res = evaluate_run(tiny_run["run"], truth=False, n_boot=0, cams=0, out_dir=tmp_path / "ev", report=False,
+                       device="cpu")
+    assert res["truth"] is None and res["truth_path"] is None
+    assert res["typicality"]["source"] == "findings"  # findings.parquet beside labels.parquet
+    assert (tmp_path / "ev" / "metrics.json").is_file() and not (tmp_path / "ev" / "report.html").exists()
+    pred = pd.read_parquet(tmp_path / "ev" / "predictions.parquet")
+    assert not any(c.startswith("truth:") for c in pred.columns)
+    # Typicality counts come from the findings table's typicality of the test studies' positives.
+    f = pd.read_parquet(tiny_run["findings"])
+    test = _test_rows(tiny_run)
+    from repgls.rates import read_labels
+
+    lab = read_labels(tiny_run["labels"])
+    pos = {s: i for i, s in enumerate(lab.study_ids)}
+    for k, c in enumerate(res["classes"]):
+        want = 0
+        for s in test["study_id"]:
+            if lab.y[pos[s], k] == 1:
+                row = f[(f["study_id"] == s) & (f["finding"] == c)]
+                want += int((row["typicality"] == "atypical").sum())
+        assert res["report_labels"]["per_class"][c]["n_atypical"] == want
+
+
+def test_truth_matrix_rule():
+    from repgls.evaluate import truth_matrix
+
+    truth = pd.DataFrame({
+        "image_id": ["a", "a", "b", "b", "c"],
+        "study_id": ["sa", "sa", "sb", "sb", "sc"],
+        "finding": ["X", "Y", "X", "Y", "X"],
+        "present": [True, False, True, True, False],
+        "severity": [0.8, 0.0, 0.2, 0.9, 0.0],
+        "severity_level": ["severe", "none", "mild", "severe", "none"],
+        "prior_state": ["none", "none", "same", "present-larger", "none"],
+    })
+    y, typ = truth_matrix(truth, ["b", "a", "zz"], ["X", "Y", "Z"])
+    np.testing.assert_array_equal(y[:2, :2], [[1, 1], [1, 0]])
+    assert np.isnan(y[2]).all() and np.isnan(y[:, 2]).all()  # unknown image, class missing from the table
+    # a/X severe -> typical; b/X mild -> atypical; b/Y severe but improving -> atypical; absent -> NaN
+    np.testing.assert_array_equal(typ[:2, :2], [[0, 0], [1, np.nan]])
+
+
+def test_cli_eval(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from repgls.cli import app
+
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(app, ["eval", str(tiny_run["run"]), "--split", "test", "--n-boot", "0", "--cams", "1",
+                                 "--out", str(out), "--truth", str(tiny_run["truth"]), "--device", "cpu",
+                                 "--checkpoint", "last"])
+    assert r.exit_code == 0, r.output
+    m = _strict_json(out / "metrics.json")
+    assert m["checkpoint"]["name"] == "last" and m["truth"] is not None
+    assert (out / "report.html").is_file() and len(list((out / "cams").glob("*.png"))) == 1
+    assert "Mean AUC" in r.output and "vs hidden truth" in r.output
+
+    bad = CliRunner().invoke(app, ["eval", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a run folder" in bad.output
+
+
+def test_clear_errors(tiny_run, tmp_path):
+    from repgls.evaluate import evaluate_run, load_run
+
+    with pytest.raises(ValueError, match="no images of split 'nope'"):
+        evaluate_run(tiny_run["run"], split="nope", n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
+    with pytest.raises(FileNotFoundError, match="truth file not found"):
+        evaluate_run(tiny_run["run"], truth=tmp_path / "none.parquet", n_boot=0, cams=0, out_dir=tmp_path)
+    other = tmp_path / "other_truth.parquet"
+    pd.DataFrame({"image_id": ["zz"], "finding": ["Edema"], "present": [True]}).to_parquet(other)
+    with pytest.raises(ValueError, match=r"none of the \d+ images of split 'test'"):
+        evaluate_run(tiny_run["run"], truth=other, n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="does not fit model 'lu_vit_tiny_test'"):
+        load_run(tiny_run["run"], image_size=32, device="cpu")
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        load_run(tmp_path)
