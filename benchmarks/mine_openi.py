@@ -4,7 +4,10 @@ Reads ../shared/data/openi-dev/indiana_reports.dev.csv (text: findings + impress
 openi_gld_std14.dev.csv (gold, keyed CXR<uid>); prints precision / recall / F1 per class, micro- and
 macro-F1. The gold is positive-only, so a mined finding counts as predicted positive when its status is
 positive, or uncertain with certainty >= --uncertain-threshold (default 0.5, i.e. the label y = 1 of the
-rates mapping); negatives and unmentioned classes are predicted 0. Hernia has no gold positives (NegBio's
+rates mapping); negatives and unmentioned classes are predicted 0. With the cue lexicon's scale this counts
+differential alternatives ("atelectasis or scarring", "X versus Y", "X/Y": p 0.5, rep-gls.md 3.6 equivocal) and
+hedges from "may be" (0.50) upwards as present, and "may represent" (0.48), "possible" (0.45), "cannot be excluded"
+(0.35) and hypothetical frames ("evaluate for X", 0.25) as absent. Hernia has no gold positives (NegBio's
 file never codes it) and is left out of the macro average.
 
 Usage: .venv/bin/python benchmarks/mine_openi.py [--data DIR] [--uncertain-threshold 0.5] [--errors CLASS]
@@ -93,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Open-i dev data not found in {args.data}", file=sys.stderr)
         return 1
     res = score(args.data, args.uncertain_threshold)
-    print(f"Open-i dev: {res['n_reports']} reports, vocab nih14, uncertain counted positive if certainty >= "
-          f"{args.uncertain_threshold}; mined in {res['seconds']:.2f} s (provisional)")
+    print(f"Open-i dev: {res['n_reports']} reports, vocab nih14; mined in {res['seconds']:.2f} s (provisional)")
+    print(f"counting rule: a finding is predicted present when it is positive, or uncertain with certainty >= "
+          f"{args.uncertain_threshold}; with the default 0.5 this includes differential alternatives "
+          f"('X or Y', 'X versus Y', 'X/Y': p 0.5) and 'may be' (0.50), and excludes 'may represent' (0.48), "
+          f"'possible' (0.45), 'cannot be excluded' (0.35) and hypothetical frames ('evaluate for X', 0.25)")
     print(f"{'class':<20}{'support':>8}{'tp':>6}{'fp':>6}{'fn':>6}{'prec':>8}{'recall':>8}{'F1':>8}")
     for c, d in res["per_class"].items():
         print(f"{c:<20}{d['support']:>8}{d['tp']:>6}{d['fp']:>6}{d['fn']:>6}{d['precision']:>8.3f}"

@@ -427,3 +427,91 @@ def test_bundled_sample_reports() -> None:
 ])
 def test_linking_hedges_inside_negation(text: str, status: str) -> None:
     assert by_finding(text)["Pneumonia"]["status"] == status
+
+
+# ----------------------------------------------------------------------------- alternatives, hedge scope, hypotheticals
+@pytest.mark.parametrize("text,a,b", [
+    ("Streaky left basal opacity, atelectasis or scarring.", "Atelectasis", None),
+    ("Right lower lobe atelectasis versus pneumonia.", "Atelectasis", "Pneumonia"),
+    ("Right lower lobe atelectasis vs. pneumonia.", "Atelectasis", "Pneumonia"),
+    ("Basilar opacities representing atelectasis and/or pneumonia.", "Atelectasis", "Pneumonia"),
+    ("Either atelectasis or early pneumonia at the left base.", "Atelectasis", "Pneumonia"),
+    ("Patchy left base atelectasis/pneumonia.", "Atelectasis", "Pneumonia"),
+])
+def test_differential_alternatives_are_equivocal(text: str, a: str, b: str | None) -> None:
+    """rep-gls.md 3.6: 'either/or' and 'versus'-alternatives are equivocal, p 0.5 for every member."""
+    f = by_finding(text)
+    for name in (a, b):
+        if name:
+            assert (f[name]["status"], f[name]["certainty"]) == ("uncertain", 0.5), (name, f[name])
+
+
+def test_hedge_over_an_alternative_keeps_the_lower_p() -> None:
+    f = by_finding("Findings consistent with atelectasis or pneumonia.")
+    assert f["Atelectasis"]["certainty"] == 0.5 and f["Pneumonia"]["status"] == "uncertain"
+    g = by_finding("The opacity may reflect atelectasis or pneumonia.")
+    assert g["Atelectasis"]["certainty"] < 0.5 and g["Atelectasis"]["cue"] == "may reflect"
+    assert by_finding("One or more small nodules.", vocab="nih14")["Nodule"]["status"] == "positive"
+
+
+@pytest.mark.parametrize("text,name,cue", [
+    ("Upper lobe opacity, possibly related to overlapping vessels versus a developing pulmonary nodule.",
+     "Nodule", "possibly"),
+    ("The opacity may be secondary to an infectious process or an underlying mass lesion.", "Mass", "may be"),
+    ("Basilar opacity, likely related to atelectasis.", "Atelectasis", "likely"),
+])
+def test_pre_hedge_scope_crosses_causal_connectors_and_alternatives(text: str, name: str, cue: str) -> None:
+    f = by_finding(text, vocab="nih14")[name]
+    assert f["status"] == "uncertain" and f["cue"] == cue, f
+
+
+def test_negation_scope_still_ends_at_causal_connectors() -> None:
+    f = by_finding("No effusion due to pneumonia.", vocab="nih14")
+    assert f["Effusion"]["status"] == "negative" and f["Pneumonia"]["status"] == "positive"
+
+
+@pytest.mark.parametrize("text,name", [
+    ("Please correlate clinically for pneumonia.", "Pneumonia"),
+    ("Overlying bone could obscure a small pulmonary nodule.", "Nodule"),
+    ("A small nodule may be obscured by the overlying clavicle.", "Nodule"),
+    ("Chest CT is more sensitive in detecting small nodules.", "Nodule"),
+    ("Recommend a chest CT to exclude an underlying mass.", "Mass"),
+    ("Follow-up radiograph to evaluate for pneumonia.", "Pneumonia"),
+    ("Repeat film is suggested to assess for possible pneumothorax.", "Pneumothorax"),
+    ("Rule out pneumonia.", "Pneumonia"),
+])
+def test_hypothetical_frames_are_uncertain_and_low(text: str, name: str) -> None:
+    f = by_finding(text, vocab="nih14")[name]
+    assert f["status"] == "uncertain" and f["certainty"] == 0.25, f
+
+
+def test_does_not_exclude_is_doubt() -> None:
+    f = by_finding("The study does not exclude pneumonia.")["Pneumonia"]
+    assert f["status"] == "uncertain" and f["cue"] == "does not exclude"
+
+
+@pytest.mark.parametrize("text", [
+    "The nodules and the mass seen on the earlier study are smaller and not definitely seen today.",
+    "The left upper lobe nodules described on the prior radiograph are no longer seen.",
+    "The small nodules in both lower lobes on the outside CT of last year have resolved.",
+])
+def test_post_negation_reaches_the_subject_of_its_clause(text: str) -> None:
+    f = by_finding(text, vocab="nih14")
+    assert f["Nodule"]["status"] == "negative", f["Nodule"]
+    if "mass" in text:
+        assert f["Mass"]["status"] == "negative"
+
+
+@pytest.mark.parametrize("text", [
+    "The pneumonia in the right lower lobe has improved, and the pleural effusion has resolved.",
+    "The pneumonia has improved and the effusion resolved.",
+    "Effusion is small and pneumothorax is not seen.",
+])
+def test_post_negation_does_not_cross_into_another_clause(text: str) -> None:
+    f = by_finding(text, vocab="nih14")
+    first = "Pneumonia" if "pneumonia" in text else "Effusion"
+    assert f[first]["status"] == "positive", f[first]
+
+
+def test_attribute_with_negated_qualifier() -> None:
+    assert by_finding("The heart is not grossly enlarged.")["Cardiomegaly"]["status"] == "negative"

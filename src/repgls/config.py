@@ -11,7 +11,6 @@ import copy
 import dataclasses
 import difflib
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+
+from repgls._io import atomic_write_text
 
 
 class ConfigError(ValueError):
@@ -338,24 +339,6 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-def file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (0o666 minus the umask); mkstemp files are 0o600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:
     """Atomically write the resolved config as YAML (tmp file then os.replace)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(dump_config(cfg))
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write_text(path, dump_config(cfg))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from repgls._io import atomic_path, atomic_write_bytes
 from repgls.config import Config, ConfigError, config_from_dict, read_yaml
 
 __all__ = [
@@ -71,27 +71,6 @@ CERTAINTY_RULE = (
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _publish(tmp: str | Path, path: Path) -> None:
-    """Give ``tmp`` the usual file mode (mkstemp makes 0600) and rename it over ``path``."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_parquet(df: pd.DataFrame, path: Path, meta: dict[str, Any]) -> Path:
     """Write ``df`` as Parquet (schema metadata key ``repgls`` = JSON ``meta``) atomically."""
     import pyarrow as pa
@@ -100,17 +79,9 @@ def _atomic_parquet(df: pd.DataFrame, path: Path, meta: dict[str, Any]) -> Path:
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            b"repgls": json.dumps(meta, default=str).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _resolve(path: str | os.PathLike | None, run_dir: Path) -> Path | None:
@@ -569,17 +540,10 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", n_boot: int = 
         sub = (f"{run.name} · split {split} · {len(test_ds)} images · checkpoint {checkpoint}"
                f"{' step ' + str(ck['step']) if ck.get('step') is not None else ''} · model {lr.config.model.name}"
                f"{' · hidden truth: ' + str(truth_path) if truth_path else ''}")
-        fd, tmp = tempfile.mkstemp(prefix=".report.html.", suffix=".tmp", dir=out)
-        os.close(fd)
-        try:
-            write_report(tmp, res_rep, y_truth=y_truth, y_true=y_rep, scores=s, truth=res_truth,
-                         cams=cam_paths if cam_paths else None, title=f"repgls evaluation: {run.name} ({split})",
-                         subtitle=sub)
-            _publish(tmp, out / "report.html")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    _atomic_write_bytes(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False).encode())
+        write_report(out / "report.html", res_rep, y_truth=y_truth, y_true=y_rep, scores=s, truth=res_truth,
+                     cams=cam_paths if cam_paths else None, title=f"repgls evaluation: {run.name} ({split})",
+                     subtitle=sub)
+    atomic_write_bytes(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False).encode())
     return result
 
 

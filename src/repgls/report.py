@@ -535,7 +535,6 @@ def write_report(path: str | Path, result: Mapping[str, Any] | None = None, *, y
 </body>
 </html>
 """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
-    return out
+    from repgls._io import atomic_write_text
+
+    return atomic_write_text(path, doc)

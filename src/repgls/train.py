@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Iterator, Sequence
@@ -43,11 +42,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from repgls._io import atomic_path, atomic_write_bytes
 from repgls.config import (
     Config,
     ConfigError,
     config_from_dict,
-    file_mode,
     load_config,
     read_yaml,
     save_config,
@@ -64,19 +63,8 @@ _TARGET_KEYS = ("y", "r", "mask")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Checkpoint metadata and logs: atomic and fsynced (a kill must leave either old or new bytes)."""
+    atomic_write_bytes(path, data, fsync=True)
 
 
 def _fsync_file(path: Path) -> None:
@@ -639,16 +627,8 @@ def _write_predictions(
     table = table.replace_schema_metadata(
         {"repgls": json.dumps({**meta, "classes": list(classes)}, default=str)}
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,10 +18,14 @@ import yaml
 
 from repgls.vocab import Vocabulary, load_vocab
 
-# Cue roles (first element of a role tuple).
-NEG_PRE, NEG_POST, PSEUDO_PRE, PSEUDO_POST, UNC_PRE, UNC_POST, CONJ, TERM, QUAL, SEV, CHG = range(11)
-STATUS_PRE = (NEG_PRE, PSEUDO_PRE, UNC_PRE)
-STATUS_POST = (NEG_POST, PSEUDO_POST, UNC_POST)
+# Cue roles (first element of a role tuple). HYP_*: hypothetical / request frames ("evaluate for X", "to exclude X",
+# "could obscure X"), hedges with their own low p; NOOP: a phrase matched only so that a shorter cue inside it does
+# not match ("one or more" is not an alternative).
+NEG_PRE, NEG_POST, PSEUDO_PRE, PSEUDO_POST, UNC_PRE, UNC_POST, CONJ, TERM, QUAL, SEV, CHG, HYP_PRE, HYP_POST, NOOP = (
+    range(14))
+STATUS_PRE = (NEG_PRE, PSEUDO_PRE, UNC_PRE, HYP_PRE)
+STATUS_POST = (NEG_POST, PSEUDO_POST, UNC_POST, HYP_POST)
+HEDGE_ROLES = (UNC_PRE, UNC_POST, HYP_PRE, HYP_POST)
 
 # Mention kinds.
 SYN, ATTR, USYN, UNMENTION, BLOCKER = range(5)
@@ -149,6 +153,8 @@ class Cues:
     conjunction_window: int
     abbreviations: frozenset[str]
     linking_hedges: frozenset[str] = frozenset()
+    hedge_crosses: frozenset[str] = frozenset()
+    slash_p: float = 0.5
 
 
 def _cue_source(path: str | None) -> tuple[dict[str, Any], str]:
@@ -192,8 +198,13 @@ def load_cues(path: str | None = None) -> Cues:
     for key, role in (("pre", UNC_PRE), ("post", UNC_POST)):
         for p, v in (raw.get("uncertainty", {}) or {}).get(key, {}).items():
             t.add(p, (role, None, _prob(v, f"{src}: uncertainty.{key}.{p}")))
+    for key, role in (("pre", HYP_PRE), ("post", HYP_POST)):
+        for p, v in (raw.get("hypothetical", {}) or {}).get(key, {}).items():
+            t.add(p, (role, None, _prob(v, f"{src}: hypothetical.{key}.{p}")))
     for p, v in (raw.get("conjunction", {}) or {}).items():
         t.add(p, (CONJ, None, _prob(v, f"{src}: conjunction.{p}")))
+    for p in raw.get("not_conjunction", []) or []:
+        t.add(p, (NOOP, None, 0.0))
     for p in raw.get("terminators", []) or []:
         t.add(p, (TERM, None, 0.0))
     quals = raw.get("qualifiers", {}) or {}
@@ -227,6 +238,8 @@ def load_cues(path: str | None = None) -> Cues:
         conjunction_window=int(raw.get("conjunction_window", 25)),
         abbreviations=frozenset(str(a).lower() for a in raw.get("abbreviations", []) or []),
         linking_hedges=frozenset(norm_phrase(str(a)) for a in raw.get("linking_hedges", []) or []),
+        hedge_crosses=frozenset(norm_phrase(str(a)) for a in raw.get("hedge_crosses", []) or []),
+        slash_p=_prob(raw.get("slash_alternative", 0.5), f"{src}: slash_alternative"),
     )
 
 

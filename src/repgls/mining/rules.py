@@ -2,9 +2,11 @@
 
 Per report: (1) optional section selection, (2) regex sentence split, (3) one alternation regex finds all
 finding mentions and one finds all cues (both precompiled per vocabulary), (4) per mention, within its
-sentence: status from the nearest status cue before it (forward scope ends at a terminator or ";"/":") or
-after it (within ``post_window`` characters), in CheXpert's order: negation-looking doubt ("cannot be
-excluded", "no new") -> negation -> hedge; "X or/versus Y" makes both uncertain; severity and change
+sentence: status from the nearest status cue before it (forward scope ends at a terminator or ";"/":"; a
+hedge's scope crosses causal connectors, a hypothetical frame overrides a nearer hedge) or after it (within
+``post_window`` characters, or further back over the subject of the cue's clause), in CheXpert's order:
+negation-looking doubt ("cannot be excluded", "no new") -> negation -> hedge (incl. hypothetical frames);
+alternatives "X or/versus Y", "X/Y" cap each member at p 0.5 (uncertain); severity and change
 from the nearest cue; (5) mentions of one finding are merged (positive > uncertain > negative, then the
 most certain cue), (6) "No Finding" (chexpert14) is added when nothing but ignored classes is positive or
 uncertain and no other abnormality ("blockers") is asserted.
@@ -14,6 +16,7 @@ Merge and certainty rules are documented in docs/readme/mining.md.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +27,8 @@ from repgls.mining.lexicon import (
     BLOCKER,
     CHG,
     CONJ,
+    HEDGE_ROLES,
+    HYP_PRE,
     NEG_POST,
     NEG_PRE,
     PSEUDO_POST,
@@ -33,7 +38,6 @@ from repgls.mining.lexicon import (
     STATUS_POST,
     STATUS_PRE,
     TERM,
-    UNC_POST,
     UNC_PRE,
     UNMENTION,
     USYN,
@@ -45,6 +49,9 @@ from repgls.mining.sections import select_sections, split_sentences
 
 _SEV_RANK = {"none": 0, "trace": 1, "mild": 2, "moderate": 3, "severe": 4}
 _STATUS_RANK = {"negative": 0, "uncertain": 1, "positive": 2}
+# finite verbs / auxiliaries that head a clause's predicate (used only to bound backward negation scope)
+_FINITE_RE = re.compile(r"\b(?:is|are|was|were|has|have|had|remains?|remained|appears?|appeared|seems?|seemed|"
+                        r"persists?|persisted|shows?|showed|demonstrates?|demonstrated|measures?|measured)\b")
 _CHANGE_TYP = {"improved": "atypical", "resolved": "atypical", "worsened": "typical", "new": "typical"}
 
 
@@ -115,7 +122,8 @@ class RuleMiner:
     # ------------------------------------------------------------------ cue resolution
     def _resolve(self, text: str, ms: int, me: int, cls: int, kind: int, base_p: float,
                  cues: list[tuple[int, int, str, list[Any]]], cue_starts: list[int],
-                 prev_end: int, next_start: int, s_start: int, s_end: int) -> Mention | None:
+                 prev_end: int, next_start: int, s_start: int, s_end: int,
+                 m_starts: list[int] | None = None) -> Mention | None:
         c = self.cues
         i_after = bisect_left(cue_starts, me)
         # index of the last cue ending before the mention start
@@ -123,38 +131,55 @@ class RuleMiner:
         while i_before >= 0 and cues[i_before][1] > ms:
             i_before -= 1
         pre = post = None
-        # ---- status cue before (forward scope)
+        # ---- status cue before (forward scope). The nearest status cue wins, except: a linking hedge inside a
+        # negation is negated ("no consolidation concerning for pneumonia"); a hypothetical frame further back
+        # overrides a nearer hedge ("to evaluate for possible pneumonia"); a hedge's scope crosses causal
+        # connectors ("possibly related to X versus Y", "may be secondary to X or Y"), a negation's does not.
         j = i_before
+        crossed = False
         while j >= 0:
             _cs, ce, g, roles = cues[j]
             if ms - ce > c.pre_window:
                 break
             hit = None
+            term = False
             for r in roles:
                 if r[0] == TERM:
-                    hit = "term"
+                    term = True
                     break
                 if r[0] in STATUS_PRE:
                     hit = r
-            if hit == "term":
+            if term:
+                if _canon(g) in c.hedge_crosses and (pre is None or pre[0][0] != NEG_PRE):
+                    crossed = True
+                    j -= 1
+                    continue
                 break
             if hit is not None:
                 if pre is None:
+                    if crossed and hit[0] == NEG_PRE:
+                        break
                     pre = (hit, g)
-                    # a linking hedge inside a negation is negated: "no consolidation concerning for pneumonia"
-                    if not (hit[0] == UNC_PRE and _canon(g) in c.linking_hedges):
+                    if hit[0] not in (UNC_PRE,):
                         break
                 elif hit[0] == NEG_PRE:
+                    # a linking hedge inside a negation is negated: "no consolidation concerning for pneumonia"
+                    if not crossed and _canon(pre[1]) in c.linking_hedges:
+                        pre = (hit, g)
+                    break
+                elif hit[0] == HYP_PRE:
                     pre = (hit, g)
                     break
                 else:
                     break
             j -= 1
-        # ---- status cue after (backward scope, bounded)
+        # ---- status cue after (backward scope): within post_window characters, or further when the cue is in the
+        # predicate of the clause whose subject holds the mention ("The nodules and masses seen on the prior
+        # exam are smaller and not definitely seen")
         j = i_after
         while j < len(cues):
             cs, _ce, g, roles = cues[j]
-            if cs - me > c.post_window:
+            if cs - me > c.pre_window:
                 break
             hit = None
             stop = False
@@ -166,7 +191,8 @@ class RuleMiner:
                 elif r[0] in STATUS_PRE:
                     stop = True
             if hit is not None:
-                post = (hit, g)
+                if self._post_reaches(text, me, cs, g, cs - me <= c.post_window, m_starts):
+                    post = (hit, g)
                 break
             if stop:
                 break
@@ -190,7 +216,7 @@ class RuleMiner:
         roles_found = [x for x in (pre, post) if x is not None]
         pseudo = [x for x in roles_found if x[0][0] in (PSEUDO_PRE, PSEUDO_POST)]
         neg = [x for x in roles_found if x[0][0] in (NEG_PRE, NEG_POST)]
-        hedge = [x for x in roles_found if x[0][0] in (UNC_PRE, UNC_POST)]
+        hedge = [x for x in roles_found if x[0][0] in HEDGE_ROLES]
         if pseudo:
             r, g = pseudo[0]
             status, p, cue = "uncertain", r[2], _canon(g)
@@ -202,9 +228,14 @@ class RuleMiner:
             p = min(p, r[2]) if status == "uncertain" else r[2]
             cue = _canon(g)
             status = "positive" if p >= c.positive_threshold else "uncertain"
-        elif status == "positive" and kind != USYN:
+        # ---- alternatives ("X or Y", "X versus Y", "X/Y"): each member at most equivocal (p 0.5)
+        if status != "negative" and not pseudo and kind != USYN:
             conj = self._conjunction(ms, me, cues, i_before, i_after)
-            if conj is not None:
+            if conj is None and ((next_start < s_end and "/" in text[me:me + 2] and text[me:next_start].strip() == "/")
+                                 or (prev_end > s_start and "/" in text[max(ms - 2, 0):ms]
+                                     and text[prev_end:ms].strip() == "/")):
+                conj = (c.slash_p, "/")
+            if conj is not None and conj[0] < p:
                 status, p, cue = "uncertain", conj[0], _canon(conj[1])
         # ---- severity (nearest, same clause, no other mention in between)
         if sev_level == "none":
@@ -218,6 +249,30 @@ class RuleMiner:
             chg, chg_cue = ch[0][1], ch[1]
         return Mention(cls, status, float(p), cue, sev_level, sev_cue, sev_typ, chg, chg_cue,
                        ms, me, s_start, s_end)
+
+    @staticmethod
+    def _post_reaches(text: str, me: int, cs: int, cue: str, near: bool, m_starts: list[int] | None) -> bool:
+        """Does a post cue at ``cs`` reach back to a mention ending at ``me``? Near (within post_window): yes, unless
+        another mention stands after a verb in between ("pneumonia has improved and effusion resolved"). Further:
+        only when the mention is in the subject of the cue's clause, i.e. the gap and the cue hold at most one
+        finite verb between them and no other mention follows that verb."""
+        if near:
+            k = bisect_left(m_starts, me) if m_starts else 0
+            if not m_starts or k >= len(m_starts) or m_starts[k] >= cs:
+                return True  # no other mention in between: the common case, no text scan
+        gap = text[me:cs].lower()
+        v = _FINITE_RE.search(gap)
+        if v is not None and m_starts:
+            k = bisect_left(m_starts, me + v.end())
+            if k < len(m_starts) and m_starts[k] < cs:
+                return False
+        if near:
+            return True
+        n_verbs = len(_FINITE_RE.findall(gap)) + (1 if _FINITE_RE.match(cue.lower()) else 0)
+        if n_verbs > 1:
+            return False
+        # a comma after the clause's verb starts another clause or an apposition ("is stable, ... not seen")
+        return v is None or "," not in gap[v.end():]
 
     def _qualifier(self, cls: int, ms: int, me: int, cues: list, i_before: int, i_after: int,
                    s_start: int, s_end: int) -> tuple | None:
@@ -324,12 +379,13 @@ class RuleMiner:
                 fi = fj
                 cues = self._cues(text, low, ss, se)
                 cue_starts = [x[0] for x in cues]
+                m_starts = [x[0] for x in sm]
                 for idx, (ms, me, payload) in enumerate(sm):
                     prev_end = sm[idx - 1][1] if idx > 0 else ss
                     next_start = sm[idx + 1][0] if idx + 1 < len(sm) else se
                     for cls, kind, p in payload:
                         mm = self._resolve(text, ms, me, cls, kind, p, cues, cue_starts,
-                                           prev_end, next_start, ss, se)
+                                           prev_end, next_start, ss, se, m_starts)
                         if mm is None:
                             continue
                         if kind == BLOCKER:
