@@ -515,3 +515,11 @@ def test_post_negation_does_not_cross_into_another_clause(text: str) -> None:
 
 def test_attribute_with_negated_qualifier() -> None:
     assert by_finding("The heart is not grossly enlarged.")["Cardiomegaly"]["status"] == "negative"
+
+
+@pytest.mark.parametrize("text", ["The mediastinum is not widened.", "Mediastinal contours are not prominent.",
+                                  "The heart is no longer enlarged."])
+def test_negated_abnormal_qualifier_is_a_normal_statement(text):
+    """An attribute whose abnormal qualifier is negated ("not widened") is a negative mention, never positive."""
+    found = [f for f in repgls.mine_report(text) if f["finding"] != "No Finding"]
+    assert found and all(f["status"] == "negative" for f in found), found
