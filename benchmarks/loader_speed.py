@@ -2,15 +2,21 @@
 
 Usage:
     .venv/bin/python benchmarks/loader_speed.py [--n 256] [--orig-size 1024] [--cache-size 256] [--crop 224]
-        [--formats jpeg,png] [--workers 0] [--seconds 0]
+        [--formats jpeg,png] [--workers 0] [--seconds 0] [--repeat 3] [--per-item] [--batch-none]
 
 Generates ``n`` synthetic 1024 px radiograph-like gray images (smooth anatomy-like shapes + noise, so JPEG /
 PNG compress like real films) in a temp folder, unless ``--root`` names a folder of PNG/JPEG files. Then:
   * original: DataLoader over a dataset that reads + decodes + resizes (pad, 224) + normalises each file;
   * cache: ``repgls prepare``-equivalent cache at ``cache-size``, then CachedImageDataset(augment=True,
-    crop 224) through a DataLoader (batch 64).
+    crop 224) through ``DataLoader(ds, batch_size=64, shuffle=True)`` (batched fetch through
+    ``CachedImageDataset.__getitems__``, then default_collate), and without augmentation;
+  * ``--per-item``: also the per-item path (``__getitem__`` per image + default_collate, what a DataLoader
+    over a wrapper dataset without ``__getitems__`` does), and ``--batch-none``: the zero-copy pattern
+    ``DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), 64, False), batch_size=None)``.
 torch runs single-threaded and ``--workers 0`` loads in the main process, so the figures are per core.
-Prints a small table; the machine's load makes every figure provisional.
+Each figure is given per CPU-second of this process (``time.process_time``: fair on a shared, loaded
+machine) and per wall-clock second, as ``cpu | wall``; the load average is printed. The cache loaders are
+measured ``--repeat`` times each, taking turns, and the best run is kept (decoding: one run).
 """
 
 from __future__ import annotations
@@ -56,12 +62,29 @@ class FileDataset:
                 "index": i}
 
 
-def rate(loader, min_images: int, seconds: float) -> float:
-    n, t0 = 0, time.perf_counter()
+def rate(loader, min_images: int, seconds: float) -> tuple[float, float]:
+    """(images per CPU-second of this process, images per wall second) over whole epochs."""
+    n, c0, t0 = 0, time.process_time(), time.perf_counter()
     while n < min_images or time.perf_counter() - t0 < seconds:
         for b in loader:
             n += b["image"].shape[0]
-    return n / (time.perf_counter() - t0)
+    return n / (time.process_time() - c0), n / (time.perf_counter() - t0)
+
+
+def best_rates(loaders: list, min_images: int, seconds: float, repeat: int) -> list[tuple[float, float]]:
+    """Best (by CPU) of ``repeat`` measurements of each loader, the loaders taking turns (round-robin), so a
+    slow spell of a shared machine hits them all alike. One warm-up batch each first."""
+    for dl in loaders:
+        next(iter(dl))
+    runs: list[list[tuple[float, float]]] = [[] for _ in loaders]
+    for _ in range(repeat):
+        for k, dl in enumerate(loaders):
+            runs[k].append(rate(dl, min_images, seconds))
+    return [max(r) for r in runs]
+
+
+def fmt_rate(r: tuple[float, float]) -> str:
+    return f"{r[0]:.0f} | {r[1]:.0f}"
 
 
 def main() -> None:
@@ -74,22 +97,30 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (0 = main process, per core)")
     ap.add_argument("--seconds", type=float, default=0.0, help="minimum seconds per measurement")
     ap.add_argument("--root", default=None, help="folder of real PNG/JPEG files instead of synthetic ones")
+    ap.add_argument("--repeat", type=int, default=3, help="cache measurements per loader (best kept)")
+    ap.add_argument("--per-item", action="store_true", help="also time the per-item __getitem__ path")
+    ap.add_argument("--batch-none", action="store_true", help="also time BatchSampler + batch_size=None")
     args = ap.parse_args()
 
     import pandas as pd
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
     from repgls.data.cache import prepare_cache
     from repgls.data.dataset import CachedImageDataset
 
     torch.set_num_threads(1)
-    print(f"# loader_speed (provisional: shared, loaded machine) torch {torch.__version__}, "
+    print(f"# loader_speed torch {torch.__version__}, "
           f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}")
     print(f"# n={args.n} orig={args.orig_size}px cache={args.cache_size}px crop={args.crop} "
           f"workers={args.workers}")
-    print(f"{'format':<8} {'original img/s':>15} {'cache img/s':>12} {'cache(noaug)':>13} {'speed-up':>9} "
-          f"{'prepare img/s':>14} {'orig MB':>8}")
+    cols = ["original", "cache+aug", "cache noaug"]
+    if args.per_item:
+        cols += ["per-item+aug", "per-item noaug"]
+    if args.batch_none:
+        cols += ["bs=None+aug", "bs=None noaug"]
+    print("# img/s as 'per CPU-second | wall'; speed-up = cache+aug / original, per CPU-second")
+    print(f"{'format':<8} " + " ".join(f"{c:>15}" for c in cols) + f" {'speed-up':>9} {'prepare':>11} {'orig MB':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         formats = ["real"] if args.root else [f.strip() for f in args.formats.split(",")]
@@ -108,20 +139,40 @@ def main() -> None:
                     paths.append(str(p))
             mb = sum(os.path.getsize(p) for p in paths) / 1e6
             kw = {"num_workers": args.workers, "persistent_workers": args.workers > 0}
-            orig = rate(DataLoader(FileDataset(paths, args.crop), batch_size=64, **kw), len(paths), args.seconds)
+            orig = best_rates([DataLoader(FileDataset(paths, args.crop), batch_size=64, **kw)], len(paths),
+                              args.seconds, 1)[0]
             idx = pd.DataFrame({"path": paths, "image_id": [f"i{i}" for i in range(len(paths))],
                                 "study_id": [f"s{i}" for i in range(len(paths))],
                                 "patient_id": [f"p{i}" for i in range(len(paths))], "view": "PA", "split": "train"})
             t0 = time.perf_counter()
             prepare_cache(idx, tmp / f"cache_{fmt}", size=args.cache_size, workers=1, progress=False)
             prep = len(paths) / (time.perf_counter() - t0)
-            ds = CachedImageDataset(tmp / f"cache_{fmt}", augment=True, crop_size=args.crop)
-            cached = rate(DataLoader(ds, batch_size=64, shuffle=True, **kw), max(2048, len(paths)), args.seconds)
-            ds0 = CachedImageDataset(tmp / f"cache_{fmt}", augment=False, crop_size=args.crop)
-            cached0 = rate(DataLoader(ds0, batch_size=64, shuffle=True, **kw), max(2048, len(paths)), args.seconds)
-            print(f"{fmt:<8} {orig:>15.0f} {cached:>12.0f} {cached0:>13.0f} {cached / orig:>8.1f}x {prep:>14.0f} "
-                  f"{mb:>8.1f}")
+            n_min = max(2048, len(paths))
+            dss = {aug: CachedImageDataset(tmp / f"cache_{fmt}", augment=aug, crop_size=args.crop) for aug in (True, False)}
+            loaders = [DataLoader(dss[aug], batch_size=64, shuffle=True, **kw) for aug in (True, False)]
+            if args.per_item:
+                loaders += [DataLoader(PerItem(dss[aug]), batch_size=64, shuffle=True, **kw) for aug in (True, False)]
+            if args.batch_none:
+                loaders += [DataLoader(dss[aug], sampler=BatchSampler(RandomSampler(dss[aug]), 64, drop_last=False),
+                                       batch_size=None, **kw) for aug in (True, False)]
+            res = [orig, *best_rates(loaders, n_min, args.seconds, args.repeat)]
+            print(f"{fmt:<8} " + " ".join(f"{fmt_rate(r):>15}" for r in res)
+                  + f" {res[1][0] / orig[0]:>8.1f}x {prep:>11.0f} {mb:>8.1f}")
             sys.stdout.flush()
+    print(f"# load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+class PerItem:
+    """A dataset wrapper without ``__getitems__``: the DataLoader fetches item by item (the old path)."""
+
+    def __init__(self, ds) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.ds[i]
 
 
 if __name__ == "__main__":

@@ -123,3 +123,26 @@ def test_xray_augment_identity_and_range():
     assert 0 <= out.min() and out.max() <= 255
     assert not torch.equal(out[0], out[1])  # each image of a batch gets its own draw
     torch.testing.assert_close(aug.batch(img[None].repeat(3, 1, 1, 1), g2), out)
+
+
+@pytest.mark.parametrize("augment,crop", [(True, 48), (False, 48), (False, 64)])
+def test_batched_fetch_equals_items(cache, augment, crop):
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    ds = CachedImageDataset(cache / "c", augment=augment, crop_size=crop, seed=3)
+    ds.set_epoch(2)
+    idx = [7, 2, 2, 19, 0, -1]
+    batch = ds.get_batch(idx)
+    items = [ds[i] for i in idx]
+    assert batch["image"].shape == (len(idx), 1, crop, crop)
+    assert torch.equal(batch["image"], torch.stack([it["image"] for it in items]))
+    assert batch["index"].tolist() == [7, 2, 2, 19, 0, len(ds) - 1]
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(ds.__getitems__(idx), items, strict=True))
+    assert torch.equal(ds[np.array(idx)]["image"], batch["image"])  # ds[list] is the collated batch
+    ref = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    auto = torch.cat([b["image"] for b in DataLoader(ds, batch_size=5)])  # through __getitems__
+    nocopy = torch.cat([b["image"] for b in DataLoader(ds, sampler=BatchSampler(SequentialSampler(ds), 6, False),
+                                                       batch_size=None)])
+    assert torch.equal(auto, ref) and torch.equal(nocopy, ref)
+    with pytest.raises(IndexError):
+        ds.get_batch([0, len(ds)])

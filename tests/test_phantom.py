@@ -305,3 +305,26 @@ def test_rule_miner_recovers_the_radiologists_intent() -> None:
     assert agree["status"] >= 0.95, res["disagreements"]["status"][:5]
     assert agree["cue"] >= 0.85, res["disagreements"]["cue"][:5]
     assert agree["severity"] >= 0.75 and agree["change"] >= 0.95
+
+
+def test_encode_png_roundtrip_and_fast_paths() -> None:
+    import io
+
+    from PIL import Image
+
+    from repgls.data.phantom_render import _gauss_blur, _noise_table, _upsample2, encode_png
+
+    st = simulate(3, seed=0)
+    img, _ = render_study(st[1], size=128, seed=1)
+    for im in (img, np.zeros((5, 9), np.uint8), np.arange(300, dtype=np.uint8).reshape(3, 100)):
+        for compress in (True, False):
+            data = encode_png(im, compress=compress)
+            assert data == encode_png(im, compress=compress)  # deterministic
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), im)
+    a = np.random.default_rng(0).random((16, 24)).astype(np.float32)
+    ref = np.asarray(Image.fromarray(a, "F").resize((48, 32), Image.Resampling.BILINEAR), np.float32)
+    np.testing.assert_allclose(_upsample2(a), ref, atol=1e-5)
+    q = _noise_table()
+    assert q.shape == (256,) and abs(float(q.mean())) < 1e-6 and abs(float(q.std()) - 1) < 1e-5
+    blurred = _gauss_blur(np.pad(np.ones((1, 1), np.float32), 5), 0.8)
+    assert abs(float(blurred.sum()) - 1) < 1e-5 and blurred[5, 5] == blurred.max()

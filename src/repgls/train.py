@@ -185,6 +185,19 @@ class _SeededDataset(Dataset):
                 np.random.set_state(saved[1])  # noqa: NPY002
                 torch.set_rng_state(saved[2])
 
+    def __getitems__(self, keys: list[tuple[int, int, int]]) -> list[Any]:
+        """Batched fetch (DataLoader calls it per batch) for datasets that seed their own augmentation per
+        (seed, epoch, item): one memmap read and one batched augmentation instead of B single ones."""
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if not keys or getitems is None or not getattr(self.dataset, "seeds_itself", False) \
+                or len({k[2] for k in keys}) != 1:
+            return [self[k] for k in keys]
+        epoch = keys[0][2]
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if set_epoch is not None and getattr(self.dataset, "epoch", None) != epoch:
+            set_epoch(epoch)
+        return getitems([k[0] for k in keys])
+
 
 class _PositionDataset(Dataset):
     """Adds ``_pos`` (the dataset position) to each item, to align gathered predictions with ids."""

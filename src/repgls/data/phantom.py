@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from repgls.data.phantom_render import KINDS, render
+from repgls.data.phantom_render import KINDS, encode_png, render
 from repgls.data.phantom_report import CHANGE_OF_PRIOR, SIDE_WORD, write_report
 from repgls.vocab import load_vocab
 
@@ -352,13 +352,11 @@ def render_study(study: Study, size: int = 256, seed: int = 0) -> tuple[np.ndarr
 
 
 def _render_chunk(args: tuple[list[tuple[int, dict[str, Any], str]], int, int, int]) -> int:
-    """Worker: render and write a chunk of studies as PNG (compress_level 1)."""
-    from PIL import Image
-
+    """Worker: render and write a chunk of studies as PNG (``encode_png``: Up filter + Huffman-only zlib)."""
     jobs, size, seed, level = args
     for idx, spec, path in jobs:
         img = render(spec, size, [seed, _RENDER_SEED, idx])
-        Image.fromarray(img, "L").save(path, compress_level=level)
+        Path(path).write_bytes(encode_png(img, compress=level > 0))
     return len(jobs)
 
 

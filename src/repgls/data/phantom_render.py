@@ -12,6 +12,7 @@ The same spec and seed always give the same bytes.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -97,13 +98,14 @@ class _Canvas:
 
     def __init__(self, size: int, angle_deg: float, dx: float, dy: float):
         self.size = size
-        X0, Y0 = grid(size)
         th = np.deg2rad(angle_deg)
         self.c, self.s, self.dx, self.dy = float(np.cos(th)), float(np.sin(th)), dx, dy
-        # canonical = R (pixel - t)
-        Xs, Ys = X0 - F32(dx), Y0 - F32(dy)
-        self.X = (F32(self.c) * Xs - F32(self.s) * Ys).astype(F32)
-        self.Y = (F32(self.s) * Xs + F32(self.c) * Ys).astype(F32)
+        # canonical = R (pixel - t), separable: a row vector plus a column vector (one full-frame add each)
+        u = grid(size)[0][0]  # pixel-centre coordinates along one axis
+        xs, ys = u - F32(dx), u - F32(dy)
+        c, sn = F32(self.c), F32(self.s)
+        self.X = np.add((c * xs)[None, :], (-sn * ys)[:, None])
+        self.Y = np.add((sn * xs)[None, :], (c * ys)[:, None])
         # R: bone (blurred), G: linear lung opacities (blurred), B: gas lucencies (blurred)
         self.soft = Image.new("RGB", (size, size), (0, 0, 0))
         self.metal = Image.new("L", (size, size), 0)
@@ -148,14 +150,19 @@ class _Canvas:
 
 def _curve(x0, y0, x1, y1, bend, n=8):
     """Quadratic curve from (x0, y0) to (x1, y1) bulging by ``bend`` perpendicular to the chord."""
-    t = np.linspace(0.0, 1.0, n)
+    t = _t_steps(n)
     mx, my = (x0 + x1) / 2, (y0 + y1) / 2
     nx, ny = -(y1 - y0), (x1 - x0)
-    nrm = max(1e-6, float(np.hypot(nx, ny)))
+    nrm = max(1e-6, math.hypot(nx, ny))
     cx, cy = mx + bend * nx / nrm, my + bend * ny / nrm
     xs = (1 - t) ** 2 * x0 + 2 * (1 - t) * t * cx + t**2 * x1
     ys = (1 - t) ** 2 * y0 + 2 * (1 - t) * t * cy + t**2 * y1
     return list(zip(xs.tolist(), ys.tolist(), strict=True))
+
+
+@lru_cache(maxsize=32)
+def _t_steps(n: int) -> np.ndarray:
+    return np.linspace(0.0, 1.0, n)
 
 
 _T9 = np.linspace(0.0, 1.0, 9)
@@ -187,26 +194,29 @@ def _draw_ribs(cv: _Canvas, an: dict[str, Any], fracture: dict[str, Any] | None)
 
     px, py = tr(xs, ys)
     apx, apy = tr(axs, ays)
+    post = np.stack([px, py], -1)  # [2, 10, 9, 2] pixel points of the posterior ribs
+    flat_post = post.reshape(2, 10, 18).tolist()  # flat [x0, y0, x1, ...] per rib for ImageDraw
+    flat_ant = np.stack([apx, apy], -1).reshape(2, 8, 12).tolist()
+    w_ant = max(1, round(0.032 * h))
     draw = cv.dsoft.line
     for j in range(2):
         for r in range(10):
             w = 0.038 + 0.002 * r
             w1, w2 = max(1, round(w * h)), max(1, round(w * 0.45 * h))
-            pts = np.stack([px[j, r], py[j, r]], 1)
-            segs = [pts]
             if fracture is not None and fracture["side"] == sides[j] and fracture["rib"] == r:
+                pts = post[j, r]
                 k = min(7, max(2, int(fracture["at"] * 8)))
                 b = pts[k:].copy()
                 b[:, 1] += (0.010 + 0.03 * fracture["severity"]) * h
                 b[0, 0] += sides[j] * (0.006 + 0.01 * fracture["severity"]) * h
-                segs = [pts[: k + 1], b]
-            for seg in segs:
-                flat = seg.ravel().tolist()
+                segs = [pts[: k + 1].ravel().tolist(), b.ravel().tolist()]
+            else:
+                segs = [flat_post[j][r]]
+            for flat in segs:
                 draw(flat, fill=(80, 0, 0), width=w1)
                 draw(flat, fill=(50, 0, 0), width=w2)
             if r < 8:
-                draw(np.stack([apx[j, r], apy[j, r]], 1).ravel().tolist(), fill=(26, 0, 0),
-                     width=max(1, round(0.032 * h)))
+                draw(flat_ant[j][r], fill=(26, 0, 0), width=w_ant)
     for side in (-1, 1):  # clavicles: sternal end to the shoulder with a gentle S
         y = an["clav_y"]
         pts = _curve(side * 0.06, y + 0.05, side * 0.70, y - 0.07, 0.03 * side, n=7)
@@ -234,8 +244,10 @@ def _blob(cv: _Canvas, B: np.ndarray, cx, cy, a, b, amp, soft=0.4, weight=None) 
 def render(spec: dict[str, Any], size: int, seed: int | np.random.SeedSequence | list[int]) -> np.ndarray:
     """Render one study.
 
-    The smooth anatomy is computed at half resolution (R = S/2 for S >= 128) and upsampled bilinearly;
-    exposure, gamma and quantum noise are applied at full resolution. That keeps >= 200 images/s per core.
+    The smooth anatomy is computed at half resolution (R = S/2 for S >= 128), exposed (linear, clip, gamma)
+    and upsampled bilinearly (:func:`_upsample2`); quantum noise (a Gaussian-quantile table indexed by one
+    random byte per pixel) and the optional unsharpness blur are applied at full resolution. About 4 ms per
+    256 px image on one core (render + :func:`encode_png` >= 200 images/s per core).
 
     Args:
         spec: ``{"anatomy": {...}, "exposure": {...}, "findings": [{"kind", "severity", ...}, ...]}``.
@@ -254,19 +266,69 @@ def render(spec: dict[str, Any], size: int, seed: int | np.random.SeedSequence |
     B *= F32(ex["contrast"])
     B += F32(ex["brightness"])
     np.clip(B, 0.0, 1.0, out=B)
-    B = B ** F32(ex["gamma"])
+    B **= F32(ex["gamma"])
     B *= F32(255.0)
-    if inner != size:
+    if inner * 2 == size:
+        B = _upsample2(B)
+    elif inner != size:
         B = np.asarray(Image.fromarray(B, "F").resize((size, size), Image.Resampling.BILINEAR), F32).copy()
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((size, size), dtype=F32)
-    noise *= F32(ex["noise"] * 255.0)
-    B += noise
+    # quantum noise: one uniform byte per pixel (raw generator output) through a table of 256 Gaussian
+    # quantiles (10x cheaper than standard_normal; the table has unit variance, tails cut at +-2.9 SD)
+    raw = np.random.default_rng(seed).bit_generator.random_raw(-(-size * size // 8)).view(np.uint8)
+    B += np.take(_noise_table() * F32(ex["noise"] * 255.0), raw[: size * size], mode="wrap").reshape(size, size)
+    if ex["blur"] > 0:  # unsharpness blurs the noise too
+        B = _gauss_blur(B, ex["blur"] * size / 256)
     np.clip(B, 0.0, 255.0, out=B)
-    u8 = B.astype(np.uint8)
-    if ex["blur"] > 0:
-        u8 = np.asarray(Image.fromarray(u8, "L").filter(ImageFilter.GaussianBlur(ex["blur"] * size / 256)))
-    return u8
+    return B.astype(np.uint8)
+
+
+@lru_cache(maxsize=1)
+def _noise_table() -> np.ndarray:
+    """256 equiprobable standard-normal quantiles, rescaled to unit variance, float32 [256]."""
+    from statistics import NormalDist
+
+    q = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)])
+    return (q / q.std()).astype(F32)
+
+
+def _upsample2(a: np.ndarray) -> np.ndarray:
+    """Bilinear 2x upsampling (pixel-centre aligned, edges clamped): weights 3/4 and 1/4, the same numbers
+    as Pillow's BILINEAR resize to twice the size, in a few whole-array numpy operations."""
+    h, w = a.shape
+    q, k = F32(0.75), F32(0.25)
+    hz = np.empty((h, 2 * w), F32)
+    np.multiply(a, q, out=hz[:, 0::2])
+    hz[:, 1::2] = hz[:, 0::2]
+    hz[:, 2::2] += a[:, :-1] * k
+    hz[:, 1:-1:2] += a[:, 1:] * k
+    hz[:, 0] += a[:, 0] * k
+    hz[:, -1] += a[:, -1] * k
+    out = np.empty((2 * h, 2 * w), F32)
+    np.multiply(hz, q, out=out[0::2])
+    out[1::2] = out[0::2]
+    out[2::2] += hz[:-1] * k
+    out[1:-1:2] += hz[1:] * k
+    out[0] += hz[0] * k
+    out[-1] += hz[-1] * k
+    return out
+
+
+def _gauss_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a float32 [H, W, ...] array (taps to 2 sigma, at least +-1, zero outside)."""
+    r = max(1, math.ceil(2.0 * sigma))
+    w = np.exp(-(np.arange(-r, r + 1) ** 2) / (2.0 * sigma * sigma))
+    w = (w / w.sum()).astype(F32)
+    for axis in (0, 1):
+        out = x * w[r]
+        n = x.shape[axis]
+        for d in range(1, r + 1):
+            lo = [slice(None)] * x.ndim
+            hi = [slice(None)] * x.ndim
+            lo[axis], hi[axis] = slice(d, n), slice(0, n - d)
+            out[tuple(lo)] += w[r - d] * x[tuple(hi)]  # neighbour on the low side
+            out[tuple(hi)] += w[r + d] * x[tuple(lo)]  # neighbour on the high side
+        x = out
+    return x
 
 
 def _density(spec: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -325,9 +387,11 @@ def _density(spec: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
     B = F32(0.47) * body
     lungs = np.zeros_like(X)
     dome_y: list[np.ndarray] = []
+    lung_boxes = []
     for j, side in enumerate((-1, 1)):
         cx = lcx[j]
         sl = cv.box(cx, lcy + 0.1, la * 1.25, lb + 0.3)
+        lung_boxes.append(sl)
         Xs, Ys = X[sl], Y[sl]
         v = (Ys - F32(lcy)) * F32(1.0 / lb)
         wid = F32(la) * (F32(0.92) + F32(0.14) * v)  # lungs widen toward the base
@@ -448,16 +512,22 @@ def _density(spec: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
         inner = (1.0 - ptx[sl]) * ((Xs - F32(cx)) * F32(f["side"]) > -la) * lungs[sl]
         opac[sl] += F32(0.08 * f["severity"]) * inner  # partly collapsed lung is denser
 
-    # aerated lung is dark, a little less so toward the hila and the bases (overlying soft tissue)
+    # aerated lung is dark, a little less so toward the hila and the bases (overlying soft tissue); the
+    # lungs (and so lung_vis, ptx and what they weight) are zero outside the box around both lungs
+    (r0, r1), (c0, c1) = ((min(b[k].start for b in lung_boxes), max(b[k].stop for b in lung_boxes))
+                          for k in (0, 1))
+    lsl = (slice(r0, max(r0, r1)), slice(c0, max(c0, c1)))
+    lv, Bl = lung_vis[lsl], B[lsl]
     if "emphysema" in finds:
-        B -= F32(0.08 * finds["emphysema"]["severity"]) * lung_vis
-    B -= (F32(0.44) - F32(0.10) * _ramp(0.6 - np.abs(X), 0.6) - F32(0.06) * _ramp(Y, 0.6)) * lung_vis
-    mk = marks * lung_vis
+        Bl -= F32(0.08 * finds["emphysema"]["severity"]) * lv
+    Bl -= (F32(0.44) - F32(0.10) * _ramp(0.6 - np.abs(X[lsl]), 0.6) - F32(0.06) * _ramp(Y[lsl], 0.6)) * lv
+    mk = marks[lsl] * lv
     if ptx is not None:
-        mk *= 1.0 - ptx
-        B -= F32(0.12) * ptx
-    B += (mg if mark_gain is None else mark_gain) * mk
-    B += np.minimum(opac, F32(0.5)) * np.maximum(lung_vis, lungs * F32(0.5))
+        mk *= 1.0 - ptx[lsl]
+        Bl -= F32(0.12) * ptx[lsl]
+    mk *= mg if mark_gain is None else mark_gain[lsl]
+    Bl += mk
+    Bl += np.minimum(opac[lsl], F32(0.5)) * np.maximum(lv, lungs[lsl] * F32(0.5))
     gx = 0.36 + an["bubble_dx"] + shift * 0.3
     _blob(cv, B, gx, dome[1] + 0.14, 0.09, 0.05, -0.20, soft=0.4, weight=abdomen)  # gastric bubble
     # spine behind the mediastinum, trachea and main bronchi (lucent)
@@ -533,12 +603,21 @@ def _density(spec: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
     if "devices" in finds:
         _draw_devices(cv, finds["devices"], an, hcx, hcy, shift, dome)
 
-    layers = np.asarray(cv.soft.filter(ImageFilter.GaussianBlur(size / 128 * 0.45)), F32)
-    bone_w = np.minimum(body * F32(1.5), F32(1.0)) * (F32(1.0) - F32(0.65) * abdomen)
-    B += F32(0.45 / 255) * layers[..., 0] * bone_w
-    B += F32(0.38 / 255) * layers[..., 1] * lungs
-    B -= F32(0.18 / 255) * layers[..., 2]
-    B += F32(0.6 / 255) * np.asarray(cv.metal, F32)
+    # the three soft layers are weighted (bone where there is body, lines in the lungs, gas everywhere),
+    # summed, then blurred ONCE (one float channel instead of three; the weights are smooth on the scale
+    # of the sub-pixel blur, so weighting before or after it looks the same)
+    layers = np.asarray(cv.soft)
+    bone_w = np.minimum(body * F32(1.5), F32(1.0))
+    bone_w *= F32(1.0) - F32(0.65) * abdomen
+    bone_w *= F32(0.45 / 255)
+    soft = layers[..., 0] * bone_w
+    soft += layers[..., 1] * (lungs * F32(0.38 / 255))
+    soft -= layers[..., 2] * F32(0.18 / 255)
+    B += _gauss_blur(soft, size / 128 * 0.45)
+    bbox = cv.metal.getbbox()  # devices: sharp, and usually absent (only their box is added)
+    if bbox is not None:
+        x0, y0, x1, y1 = bbox
+        B[y0:y1, x0:x1] += F32(0.6 / 255) * np.asarray(cv.metal.crop(bbox), F32)
 
     return B, Y
 
@@ -570,3 +649,33 @@ def _draw_devices(cv: _Canvas, f: dict[str, Any], an: dict[str, Any], hcx, hcy, 
         pts = [(tx + 0.015, -1.0), (tx + 0.03, -0.3), (0.06 + shift, 0.2)]
         pts += _curve(0.06 + shift, 0.2, 0.36, dome[1] + 0.16, 0.05)[1:]
         cv.poly(pts, 140, 0.014, "metal")
+
+
+def encode_png(img: np.ndarray, compress: bool = True) -> bytes:
+    """A uint8 [H, W] grey image as PNG bytes, fast: the "Up" filter on every row, then zlib with
+    Huffman-only coding (quantum noise leaves no long matches for LZ77 to find).
+
+    About 3-4x faster than Pillow's ``save(format="PNG", compress_level=1)`` (which tries five filters per
+    row) with files about 5% smaller; ``compress=False`` stores the rows uncompressed (zlib level 0: about
+    20x faster again, files ~1.6x larger). Any PNG reader (Pillow included) decodes it to the same pixels.
+    Deterministic: the same image gives the same bytes.
+    """
+    import struct
+    import zlib
+
+    a = np.ascontiguousarray(img, dtype=np.uint8)
+    if a.ndim != 2:
+        raise ValueError(f"encode_png takes a 2-D uint8 image, got shape {a.shape}")
+    h, w = a.shape
+    raw = np.empty((h, w + 1), np.uint8)
+    raw[:, 0] = 2  # filter type 2 (Up): each byte minus the byte above it, modulo 256
+    raw[0, 1:] = a[0]
+    np.subtract(a[1:], a[:-1], out=raw[1:, 1:])
+    comp = zlib.compressobj(1 if compress else 0, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+    data = comp.compress(raw.data) + comp.flush()
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit greyscale, deflate, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
