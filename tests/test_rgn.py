@@ -144,3 +144,30 @@ def test_cli_rgn_train_predict(findings, tmp_path):
     assert res.exit_code == 2 and "not an RGN checkpoint" in " ".join(res.output.split())
     pred = predict_findings(tmp_path / "rgn", findings)
     np.testing.assert_allclose(pred["rate_rgn"].to_numpy(), out["rate_rgn"].to_numpy(), atol=1e-6)
+
+
+def test_cli_rgn_from_reports_file(tmp_path):
+    """`rgn train REPORTS LABELS` and `rgn predict REPORTS`: reports are mined first for the mention sentences."""
+    from repgls.cli import app
+    from repgls.mining import mine
+
+    reports = pd.DataFrame({
+        "uid": [f"s{i}" for i in range(12)],
+        "impression": ["Small left pleural effusion.", "Cannot exclude pneumonia.", "No pneumothorax.",
+                       "Mild cardiomegaly.", "Probable atelectasis at the left base.", "Lungs are clear."] * 2,
+    })
+    rpath = tmp_path / "reports.csv"
+    reports.to_csv(rpath, index=False)
+    lpath = tmp_path / "labels.parquet"
+    write_labels(rates(mine(rpath, id_col="uid", text_col="impression")), lpath)
+    runner = CliRunner()
+    res = runner.invoke(app, ["rgn", "train", str(rpath), str(lpath), "--out", str(tmp_path / "rgn"),
+                              "--id-col", "uid", "--text-col", "impression", "--epochs", "2", "--hidden", "8"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["rgn", "predict", str(rpath), "--rgn", str(tmp_path / "rgn"), "--out",
+                              str(tmp_path / "rates.parquet"), "--id-col", "uid", "--text-col", "impression"])
+    assert res.exit_code == 0, res.output
+    out = pd.read_parquet(tmp_path / "rates.parquet")
+    mined = mine(rpath, id_col="uid", text_col="impression").to_pandas()
+    assert len(out) == len(mined) and set(out["study_id"]) == set(mined["study_id"])
+    assert out["rate_rgn"].abs().max() < 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repgls.cli._common import console, fail
+from repgls.cli._common import console, fail, split_csv
 
 ORDER = 25
 
@@ -18,10 +18,13 @@ def register(app: typer.Typer) -> None:
 
     @rgn_app.command("train")
     def train_cmd(
-        findings: Path = typer.Argument(..., help="findings.parquet (with the 'sentence' of each mention)."),
+        findings: Path = typer.Argument(..., help="findings.parquet (with the 'sentence' of each mention), or a "
+                                        "reports file (CSV / JSONL / Parquet / MIMIC tree), mined first."),
+        labels: Path | None = typer.Argument(None, help="labels.parquet whose rates are the targets (default: "
+                                             "the gls mapping of the mined certainty)."),
         out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
-        labels: Path | None = typer.Option(None, help="labels.parquet whose rates are the targets (default: "
-                                           "the gls mapping of the findings' certainty)."),
+        id_col: str | None = typer.Option(None, "--id-col", help="Reports input: id column."),
+        text_col: str | None = typer.Option(None, "--text-col", help="Reports input: text column(s), comma-separated."),
         vocab: str = typer.Option("chexpert14", help="Vocabulary name or YAML path."),
         encoder: str | None = typer.Option(None, help="Hugging Face encoder name or folder (default: the "
                                            "packaged all-MiniLM-L6-v2, offline)."),
@@ -35,11 +38,15 @@ def register(app: typer.Typer) -> None:
         hedge_weight: float = typer.Option(1.0, min=0.0, help="Loss weight of non-definite mentions (rare "
                                            "in reports); definite ones weigh 1."),
     ) -> None:
-        """Train an RGN on the mentions of a findings table."""
-        from repgls.rates.rgn import train_rgn
+        """Train an RGN on the mentions of a findings table (or of reports, mined first).
+
+        Example: repgls rgn train reports.csv labels.parquet --out rgn/ --text-col findings,impression
+        """
+        from repgls.rates.rgn import findings_or_reports, train_rgn
 
         try:
-            model = train_rgn(findings, labels=labels, vocab=vocab, encoder=encoder, epochs=epochs, lr=lr,
+            source = findings_or_reports(findings, vocab, id_col, split_csv(text_col))
+            model = train_rgn(source, labels=labels, vocab=vocab, encoder=encoder, epochs=epochs, lr=lr,
                               hidden=hidden, batch_size=batch_size, seed=seed, r0=r0, finetune=finetune,
                               hedge_weight=hedge_weight,
                               log=lambda m: console.print(m, highlight=False))
@@ -52,15 +59,23 @@ def register(app: typer.Typer) -> None:
 
     @rgn_app.command("predict")
     def predict_cmd(
-        findings: Path = typer.Argument(..., help="findings.parquet (with the 'sentence' of each mention)."),
+        findings: Path = typer.Argument(..., help="findings.parquet (with the 'sentence' of each mention), or a "
+                                        "reports file, mined first."),
         rgn: Path = typer.Option(..., "--rgn", help="Checkpoint folder from `repgls rgn train`."),
         out: Path = typer.Option(..., "--out", "-o", help="rates.parquet to write (one row per mention)."),
+        id_col: str | None = typer.Option(None, "--id-col", help="Reports input: id column."),
+        text_col: str | None = typer.Option(None, "--text-col", help="Reports input: text column(s), comma-separated."),
     ) -> None:
-        """Predict a GLS rate per mention; writes study_id, finding, status, certainty, rate_mined, rate_rgn."""
-        from repgls.rates.rgn import predict_findings
+        """Predict a GLS rate per mention; writes study_id, finding, status, certainty, rate_mined, rate_rgn.
+
+        Example: repgls rgn predict reports.csv --rgn rgn/ --out rates.parquet --text-col findings,impression
+        """
+        from repgls.rates.rgn import RGN, findings_or_reports, predict_findings
 
         try:
-            df = predict_findings(rgn, findings)
+            model = RGN.load(rgn)
+            df = predict_findings(model, findings_or_reports(findings, model.config.get("vocab", "chexpert14"), id_col,
+                                                         split_csv(text_col)))
         except (ValueError, FileNotFoundError, TypeError) as exc:
             fail(str(exc))
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -385,6 +385,31 @@ def predict_findings(rgn: RGN | str | Path, findings: Any, r0: float = DEFAULT_R
     return out
 
 
+def findings_or_reports(source: Any, vocab: str = "chexpert14", id_col: str | None = None,
+                        text_col: str | list[str] | None = None) -> Any:
+    """The RGN reads mentions (sentence + finding). Give it a findings table as is; a reports file (CSV /
+    TSV / JSONL / Parquet / MIMIC tree without the findings columns) is mined first with the rule miner,
+    which finds each mention's sentence. Returns a findings path, Table or DataFrame."""
+    from repgls.mining.schema import FINDINGS_COLUMNS
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.suffix.lower() == ".parquet" and path.is_file():
+            import pyarrow.parquet as pq
+
+            names = set(pq.read_schema(path).names)
+            if {"study_id", "finding", "status", "certainty", "sentence"} <= names:
+                return path
+        elif not path.exists():
+            raise FileNotFoundError(f"{path}: no such findings or reports file")
+        from repgls.mining import mine
+
+        return mine(path, vocab=vocab, id_col=id_col, text_col=text_col)
+    if hasattr(source, "column_names") and set(FINDINGS_COLUMNS[:4]) <= set(source.column_names):
+        return source
+    return source
+
+
 def _versions() -> dict[str, str]:
     import torch
     import transformers
