@@ -410,7 +410,7 @@ def test_cli_stdin_csv_with_progress(tmp_path: Path) -> None:
 def test_bundled_sample_reports() -> None:
     from importlib import resources
 
-    src = resources.files("repgls.data").joinpath("samples/sample_reports.csv")
+    src = resources.files("repgls.data").joinpath("samples/example_reports.csv")
     t = mine(str(src), text_col=["findings", "impression"])
     validate_findings(t)
     rows = set(zip(*(t.column(c).to_pylist() for c in ("study_id", "finding", "status", "change")), strict=True))

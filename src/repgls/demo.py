@@ -46,7 +46,7 @@ FINDING_COLUMNS = ("study_id", "finding", "status", "certainty", "cue", "severit
 
 def sample_reports_path() -> Path:
     """The bundled sample reports CSV (study_id, findings, impression)."""
-    return Path(str(resources.files("repgls.data") / "samples" / "sample_reports.csv"))
+    return Path(str(resources.files("repgls.data") / "samples" / "example_reports.csv"))
 
 
 def mine_samples(vocab: str = "chexpert14") -> pd.DataFrame:
