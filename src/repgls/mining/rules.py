@@ -11,7 +11,7 @@ from the nearest cue; (5) mentions of one finding are merged (positive > uncerta
 most certain cue), (6) "No Finding" (chexpert14) is added when nothing but ignored classes is positive or
 uncertain and no other abnormality ("blockers") is asserted.
 
-Merge and certainty rules are documented in docs/readme/mining.md.
+Merge and certainty rules are documented in README.md.
 """
 
 from __future__ import annotations
