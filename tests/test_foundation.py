@@ -60,3 +60,17 @@ def test_help_does_not_import_torch():
     code = "import sys; from repgls.cli import app; import repgls; assert 'torch' not in sys.modules, 'torch imported'"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_every_command_help_has_an_example():
+    from typer.testing import CliRunner
+
+    from repgls.cli import app
+
+    names = [c.name for c in app.registered_commands]
+    assert {"mine", "rates", "prepare", "train", "eval", "predict", "bench", "demo", "phantom"} <= set(names)
+    runner = CliRunner()
+    for name in names:
+        res = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        assert "Example: repgls " + name in res.output, name

@@ -51,8 +51,26 @@ def _root(
     """repgls command line."""
 
 
+# One worked example per command, shown at the end of its --help.
+EXAMPLES = {
+    "phantom": "repgls phantom --n 2000 --size 128 --out phantom/ --seed 0",
+    "mine": "repgls mine reports.csv --out findings.parquet --id-col uid --text-col findings,impression --workers 2",
+    "compare": "repgls compare findings_rules.parquet findings_llm.parquet --vocab chexpert14",
+    "rates": "repgls rates findings.parquet --out labels.parquet --policy gls --r0 -0.2 --studies reports.csv --id-column uid",
+    "prepare": "repgls prepare phantom --root phantom/ --out cache/ --size 128",
+    "train": "repgls train --config configs/phantom-tiny.yaml train.epochs=3",
+    "eval": "repgls eval runs/phantom-tiny --split test --n-boot 200",
+    "predict": "repgls predict runs/phantom-tiny chest.png scan.dcm --cam --out predictions.parquet",
+    "bench": "repgls bench --config configs/bench/phantom-small.yaml seeds=[0]",
+    "demo": "repgls demo --out demo_out --n 300 --size 64 --epochs 8",
+    "serve": "repgls serve path/to/tiny-qwen3 --port 8000",
+}
+
 for _module in _command_modules():
     _module.register(app)
+for _info in app.registered_commands:
+    if _info.name in EXAMPLES and not _info.epilog:
+        _info.epilog = f"Example: {EXAMPLES[_info.name]}"
 
 
 def main() -> None:
