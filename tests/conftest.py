@@ -19,6 +19,25 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster with one intra-op thread on a shared 2-core machine (opt in per module)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """A real tiny phantom run (world -> mine -> rates -> cache -> train), built once per session."""
+    from test_evaluate import build_tiny_run
+
+    return build_tiny_run(tmp_path_factory.mktemp("tiny_run"))
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

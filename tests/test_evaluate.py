@@ -57,18 +57,7 @@ def build_tiny_run(root: Path) -> dict:
     return _BUILT["run"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster with one intra-op thread on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> dict:
-    return build_tiny_run(tmp_path_factory.mktemp("tiny_run"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,20 +19,8 @@ pytest.importorskip("timm")
 pytest.importorskip("pydicom")
 
 from fakes import write_dicom  # noqa: E402
-from test_evaluate import build_tiny_run  # noqa: E402  (same session-wide memoised run)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> dict:
-    return build_tiny_run(tmp_path_factory.mktemp("tiny_run"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

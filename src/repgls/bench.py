@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from repgls._io import atomic_path, atomic_write_text
+
 __all__ = [
     "POLICIES",
     "TABLE_COLUMNS",
@@ -362,17 +364,16 @@ def prepare_world(
         from repgls.mining import mine_to_file
 
         t0 = time.perf_counter()
-        tmp = w.root / ".findings.tmp.parquet"
         with _bar(progress, "mining reports", spec.n) as cb:
+            # mine_to_file writes OUT.part and renames it when complete: atomic already
             summ = mine_to_file(
                 w.phantom / "reports.csv",
-                tmp,
+                w.findings,
                 vocab=spec.vocab,
                 id_col="study_id",
                 text_col=["findings", "impression"],
                 progress=(lambda k: cb(k, spec.n)) if cb else None,
             )
-        os.replace(tmp, w.findings)
         _say(
             log, f"mined {summ.findings} findings from the world's reports in {time.perf_counter() - t0:.1f}s"
         )
@@ -461,9 +462,8 @@ def labels_for(
             rgn.save(world.rgn)
             _say(log, f"RGN trained in {time.perf_counter() - t0:.1f}s")
     df = rates(world.findings, vocab=world.spec.vocab, policy=policy, studies=studies, rgn=rgn)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_labels(df, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write_labels(df, tmp)
     _say(log, f"labels {key}: {len(df)} studies")
     return path
 
@@ -579,9 +579,7 @@ def run_method(
         f"[{method.name} seed {seed}] done in {t_train:.0f}s + {t_eval:.0f}s eval: mean AUC "
         f"labels {_f(lab.get('mean_auc'))}, truth {_f(tru.get('mean_auc'))}",
     )
-    tmp = done_p.with_name(".bench.json.tmp")
-    tmp.write_text(json.dumps(rec, indent=2), encoding="utf-8")
-    os.replace(tmp, done_p)
+    atomic_write_text(done_p, json.dumps(rec, indent=2))
     return rec
 
 

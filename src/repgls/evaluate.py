@@ -489,15 +489,8 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", n_boot: int = 
 
     out = Path(out_dir) if out_dir is not None else run / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
-    cols: dict[str, Any] = {"image_id": image_ids, "study_id": study_ids}
-    for k, c in enumerate(lr.classes):
-        cols[f"prob:{c}"] = s[:, k].astype(np.float32)
-    if "rate" in pred:
-        for k, c in enumerate(lr.classes):
-            cols[f"rate:{c}"] = pred["rate"][:, k].astype(np.float32)
-        ec = expected_certainty(s, pred["rate"])
-        for k, c in enumerate(lr.classes):
-            cols[f"expected_certainty:{c}"] = ec[:, k]
+    cols: dict[str, Any] = {"image_id": image_ids, "study_id": study_ids,
+                            **_prediction_columns(lr.classes, s, pred.get("rate"))}
     for k, c in enumerate(lr.classes):
         cols[f"label:{c}"] = y_rep[:, k].astype(np.float32)
     if y_truth is not None:
@@ -548,6 +541,16 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", n_boot: int = 
 
 
 # --------------------------------------------------------------------------------------------- predict
+def _prediction_columns(classes: Sequence[str], prob: np.ndarray, rate: np.ndarray | None) -> dict[str, Any]:
+    """Per-class output columns: ``prob:C`` [N] and, for LU-ViT, ``rate:C`` and ``expected_certainty:C``."""
+    cols: dict[str, Any] = {f"prob:{c}": prob[:, k].astype(np.float32) for k, c in enumerate(classes)}
+    if rate is not None:
+        ec = expected_certainty(prob, rate)
+        cols.update({f"rate:{c}": rate[:, k].astype(np.float32) for k, c in enumerate(classes)})
+        cols.update({f"expected_certainty:{c}": ec[:, k] for k, c in enumerate(classes)})
+    return cols
+
+
 def _expand_images(images: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Files as given; folders expand to their image files (IMAGE_SUFFIXES, sorted, not recursive)."""
     items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
@@ -640,15 +643,7 @@ def predict(run_dir: str | os.PathLike, images: str | os.PathLike | Iterable[str
     res, pix, errors = predict_images(lr, paths, batch_size, skip_errors)
     ok = [p for p, e in zip(paths, errors, strict=True) if not e]
     prob = np.clip(res["prob"], 0.0, 1.0)
-    cols: dict[str, Any] = {"path": [str(p) for p in ok]}
-    for k, c in enumerate(lr.classes):
-        cols[f"prob:{c}"] = prob[:, k].astype(np.float32)
-    if "rate" in res:
-        for k, c in enumerate(lr.classes):
-            cols[f"rate:{c}"] = res["rate"][:, k].astype(np.float32)
-        ec = expected_certainty(prob, res["rate"])
-        for k, c in enumerate(lr.classes):
-            cols[f"expected_certainty:{c}"] = ec[:, k]
+    cols: dict[str, Any] = {"path": [str(p) for p in ok], **_prediction_columns(lr.classes, prob, res.get("rate"))}
     df = pd.DataFrame(cols)
     df.attrs["errors"] = {str(p): e for p, e in zip(paths, errors, strict=True) if e}
 

