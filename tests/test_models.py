@@ -8,7 +8,7 @@ import torch
 from repgls import create_loss, create_model
 from repgls.models import LUViT, gradcam_target_layers, list_models, load_weights
 
-TINY = ["lu_vit_tiny_test", "vit_tiny_test", "densenet_tiny_test", "resnet_tiny_test"]
+TINY = ["lu_vit_tiny", "lu_vit_tiny_test", "vit_tiny_test", "densenet_tiny_test", "resnet_tiny_test"]
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -116,7 +116,7 @@ def test_gradcam_target_layers_give_feature_maps(name):
     act = got["a"] if reshape is None else reshape(got["a"])
     assert act.ndim == 4 and act.shape[0] == 2
     if "vit" in name:
-        assert act.shape[2:] == (4, 4)  # 64 px / patch 16
+        assert act.shape[2:] == ((8, 8) if name == "lu_vit_tiny" else (4, 4))  # 64 px / patch 8 or 16
 
 
 def test_lu_vit_trains_both_heads_with_joint_loss():
@@ -127,3 +127,19 @@ def test_lu_vit_trains_both_heads_with_joint_loss():
     create_loss("luvit")(m.forward_all(x), batch).backward()
     assert m.head.weight.grad.abs().sum() > 0 and m.rate_head.weight.grad.abs().sum() > 0
     assert m.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_conv_stem_patch_embed_keeps_the_token_grid():
+    from timm.layers import PatchEmbed
+
+    from repgls.models import ConvStemPatchEmbed
+
+    ref = PatchEmbed(img_size=64, patch_size=8, in_chans=1, embed_dim=32)
+    conv = ConvStemPatchEmbed(img_size=64, patch_size=8, in_chans=1, embed_dim=32, stem_width=8)
+    x = torch.randn(2, 1, 64, 64)
+    assert conv(x).shape == ref(x).shape == (2, 64, 32)
+    assert conv.grid_size == ref.grid_size == (8, 8)
+    strided = [m for m in conv.proj if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == 3  # log2(8) stride-2 3x3 convolutions, then a 1x1 projection
+    with pytest.raises(ValueError, match="power-of-two"):
+        ConvStemPatchEmbed(img_size=60, patch_size=6, in_chans=1, embed_dim=32)

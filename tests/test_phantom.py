@@ -20,6 +20,7 @@ from repgls.data.phantom import (
     simulate,
 )
 from repgls.data.phantom_render import grid, render
+from repgls.data.phantom_report import belief_tables
 from repgls.vocab import load_vocab
 
 CFG = load_config()
@@ -211,6 +212,37 @@ def test_reports_hedge_more_and_miss_more_at_low_visibility(big: list) -> None:
     assert missed(lambda v: v < lo) > missed(lambda v: v > hi) + 0.05
 
 
+def _hedge_calibration_error(studies: list) -> float:
+    """Weighted mean |cue certainty - P(present | cue)| over hedged mentions."""
+    rows = [(r["certainty"], s.truth[c]["present"]) for s in studies for c, r in s.reported.items()
+            if r.get("status") in ("positive", "uncertain") and r.get("cue")]
+    d = pd.DataFrame(rows, columns=["p", "present"])
+    g = d.groupby("p")["present"].agg(["mean", "size"])
+    return float((abs(g.index.to_numpy() - g["mean"].to_numpy()) * g["size"]).sum() / g["size"].sum())
+
+
+def test_bayes_radiologist_hedges_are_calibrated_probabilities(big: list) -> None:
+    # default reader: the hedge written is its belief P(present | what it sees), so P(present | cue) ~ cue p
+    err_bayes = _hedge_calibration_error(big)
+    err_vis = _hedge_calibration_error(simulate(2500, vocab="chexpert14", seed=3, hedge_calibration="visibility"))
+    assert err_bayes < 0.08
+    assert err_vis > err_bayes + 0.04
+    with pytest.raises(ValueError, match="hedge_calibration"):
+        simulate(5, hedge_calibration="psychic")
+
+
+def test_belief_tables_follow_bayes_rule() -> None:
+    studies = simulate(400, vocab="chexpert14", seed=1)
+    tables = belief_tables(CFG, studies, load_vocab("chexpert14").classes)
+    assert "No Finding" not in tables
+    for _c, (v, b) in tables.items():
+        assert ((b >= 0) & (b <= 1)).all()
+        assert b[v > 0.45].min() == pytest.approx(1.0)  # over-calls are never perceived above 0.45
+    rad = dict(CFG["radiologist"], overcall_rate=0.0)
+    no_oc = belief_tables(dict(CFG, radiologist=rad), studies, ["Cardiomegaly"])
+    assert no_oc["Cardiomegaly"][1].min() == pytest.approx(1.0)  # no over-calls: every hedged finding is real
+
+
 def test_reported_intent_matches_the_text(big: list) -> None:
     hedges = {h["cue"]: h["p"] for h in CFG["hedges"]}
     n_checked = 0
@@ -291,6 +323,10 @@ def test_cli_phantom(tmp_path: Path) -> None:
     assert len(list((tmp_path / "o" / "images").glob("*.png"))) == 3
     bad = CliRunner().invoke(app, ["phantom", "--n", "3", "--out", str(tmp_path / "x"), "--prevalence", "zz"])
     assert bad.exit_code != 0 and "prevalence" in bad.output
+    vis = CliRunner().invoke(app, ["phantom", "--n", "3", "--size", "48", "--out", str(tmp_path / "v"),
+                                   "--hedge-calibration", "visibility"])
+    assert vis.exit_code == 0, vis.output
+    assert json.loads((tmp_path / "v" / "meta.json").read_text())["radiologist"]["hedge_calibration"] == "visibility"
 
 
 def test_rule_miner_recovers_the_radiologists_intent() -> None:

@@ -93,6 +93,7 @@ class WorldSpec:
     seed: int = 0
     miss_rate: float | None = None
     overcall_rate: float | None = None
+    hedge_calibration: str = "bayes"
     workers: int = 1
 
     def key(self) -> dict[str, Any]:
@@ -317,10 +318,10 @@ def _world_done(w: World) -> bool:
     want = w.spec.key()
     got = {k: m.get(k) for k in ("n", "size", "vocab", "seed")}
     got["prevalence"] = m.get("prevalence")
+    rad = m.get("radiologist", {})
+    got["hedge_calibration"] = rad.get("hedge_calibration", "visibility")  # worlds made before the option
     same = all(got[k] == want[k] for k in got) and all(
-        m.get("radiologist", {}).get(k) == want[k]
-        for k in ("miss_rate", "overcall_rate")
-        if want[k] is not None
+        rad.get(k) == want[k] for k in ("miss_rate", "overcall_rate") if want[k] is not None
     )
     if not same:
         raise ValueError(f"{w.phantom} holds another world ({got}); want {want}: use another --out")
@@ -357,6 +358,7 @@ def prepare_world(
                 workers=spec.workers,
                 miss_rate=spec.miss_rate,
                 overcall_rate=spec.overcall_rate,
+                hedge_calibration=spec.hedge_calibration,
                 progress=cb,
             )
         _say(log, f"phantom world ready in {time.perf_counter() - t0:.1f}s")

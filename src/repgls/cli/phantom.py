@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
                                         help="P(miss) = miss_rate x (1 - visibility)^2 (default from phantom.yaml: 0.5)."),
         overcall_rate: float = typer.Option(None, "--overcall-rate",
                                             help="P(over-call) of an absent finding (default 0.02)."),
+        hedge_calibration: str = typer.Option(None, "--hedge-calibration",
+                                              help="bayes (hedges are calibrated beliefs; default) | visibility "
+                                                   "(hedges track faintness only: a miscalibrated reader)."),
         config: Path = typer.Option(None, "--config", help="A copy of phantom.yaml with your wording/parameters."),
     ) -> None:
         """Generate a phantom world: images/, index.csv, reports.csv, truth.parquet, split.csv, meta.json."""
@@ -45,7 +48,8 @@ def register(app: typer.Typer) -> None:
 
                 path = make_phantom(out, n=n, size=size, vocab=vocab, seed=seed, prevalence=prevalence,
                                     workers=workers, miss_rate=miss_rate, overcall_rate=overcall_rate,
-                                    config=config, progress=progress)
+                                    config=config, progress=progress,
+                                    hedge_calibration=hedge_calibration)
         except (ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         console.print(f"phantom world written to [bold]{path}[/] ({n} studies, {size} px, vocab {vocab})")

@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from repgls.data.phantom_render import KINDS, encode_png, render
-from repgls.data.phantom_report import CHANGE_OF_PRIOR, SIDE_WORD, write_report
+from repgls.data.phantom_report import CHANGE_OF_PRIOR, SIDE_WORD, belief_tables, write_report
 from repgls.vocab import load_vocab
 
 PRIOR_STATES = ("none", "absent", "present-smaller", "present-larger", "same")
@@ -226,7 +226,7 @@ def _severity_level(cfg: dict[str, Any], sev: float, present: bool) -> str:
 
 def simulate(n: int, vocab: str = "chexpert14", seed: int = 0, prevalence: str | os.PathLike = "default",
              miss_rate: float | None = None, overcall_rate: float | None = None,
-             config: dict[str, Any] | None = None) -> list[Study]:
+             config: dict[str, Any] | None = None, hedge_calibration: str | None = None) -> list[Study]:
     """Simulate ``n`` studies (patients, latents, rendering specs and reports) without drawing images.
 
     Deterministic by ``seed``: each patient's timeline uses the seed (seed, 1, patient), each report
@@ -239,6 +239,11 @@ def simulate(n: int, vocab: str = "chexpert14", seed: int = 0, prevalence: str |
         cfg["radiologist"]["miss_rate"] = float(miss_rate)
     if overcall_rate is not None:
         cfg["radiologist"]["overcall_rate"] = float(overcall_rate)
+    if hedge_calibration is not None:
+        cfg["radiologist"]["hedge_calibration"] = hedge_calibration
+    if cfg["radiologist"].setdefault("hedge_calibration", "bayes") not in ("bayes", "visibility"):
+        raise ValueError(f"hedge_calibration must be 'bayes' or 'visibility', got "
+                         f"{cfg['radiologist']['hedge_calibration']!r}")
     for k in ("miss_rate", "overcall_rate"):
         if not 0.0 <= cfg["radiologist"][k] <= 1.0:
             raise ValueError(f"{k} must be in [0, 1], got {cfg['radiologist'][k]}")
@@ -321,6 +326,8 @@ def simulate(n: int, vocab: str = "chexpert14", seed: int = 0, prevalence: str |
                                  order=order, spec={"anatomy": an, "exposure": ex, "findings": spec_f,
                                                     "quality": quality}, truth=truth))
         pid += 1
+    if cfg["radiologist"]["hedge_calibration"] == "bayes":
+        cfg["_belief"] = belief_tables(cfg, studies, voc.classes)
     by_patient_prev: dict[str, Study] = {}
     for st in studies:
         prior = by_patient_prev.get(st.patient_id)
@@ -364,7 +371,7 @@ def make_phantom(out: str | os.PathLike, n: int = 5000, size: int = 256, vocab: 
                  seed: int = 0, prevalence: str | os.PathLike = "default", workers: int = 1,
                  miss_rate: float | None = None, overcall_rate: float | None = None,
                  config: str | os.PathLike | None = None, compress_level: int = 1,
-                 progress: Any = None) -> Path:
+                 progress: Any = None, hedge_calibration: str | None = None) -> Path:
     """Write a phantom world folder (see docs/architecture.md "Phantom world folder").
 
     Files: ``images/<image_id>.png``, ``index.csv``, ``reports.csv``, ``truth.parquet``, ``split.csv``,
@@ -376,7 +383,7 @@ def make_phantom(out: str | os.PathLike, n: int = 5000, size: int = 256, vocab: 
         raise ValueError(f"workers must be >= 1, got {workers}")
     cfg = load_config(config)
     studies = simulate(n, vocab=vocab, seed=seed, prevalence=prevalence, miss_rate=miss_rate,
-                       overcall_rate=overcall_rate, config=cfg)
+                       overcall_rate=overcall_rate, config=cfg, hedge_calibration=hedge_calibration)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     jobs = [(s.index, s.spec, str(out / "images" / f"{s.image_id}.png")) for s in studies]
@@ -401,7 +408,8 @@ def make_phantom(out: str | os.PathLike, n: int = 5000, size: int = 256, vocab: 
         "seed": seed, "prevalence": str(prevalence),
         "prevalence_used": resolve_prevalence(vocab, prevalence, cfg),
         "radiologist": {**cfg["radiologist"], **({"miss_rate": miss_rate} if miss_rate is not None else {}),
-                        **({"overcall_rate": overcall_rate} if overcall_rate is not None else {})},
+                        **({"overcall_rate": overcall_rate} if overcall_rate is not None else {}),
+                        **({"hedge_calibration": hedge_calibration} if hedge_calibration is not None else {})},
         "world": cfg["world"], "n_patients": len(split), "config": str(config) if config else "built-in",
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")

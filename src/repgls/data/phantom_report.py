@@ -72,6 +72,57 @@ def _choose_hedge(cfg: dict[str, Any], target: float, rng: np.random.Generator) 
     return hedges[int(rng.choice(len(hedges), p=w / w.sum()))]
 
 
+def belief_tables(cfg: dict[str, Any], studies: list[Any], classes: tuple[str, ...] | list[str],
+                  grid: int = 64) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per class, the calibrated radiologist's belief P(present | hedged, perceived visibility v) on a grid of v.
+
+    Bayes over the world's own population (what an experienced reader knows): prior = the class's prevalence
+    in ``studies``; present findings are hedged at perceived v with density E_vis[(1 - miss(vis)) N(v; vis,
+    sd)] over the world's visibilities of that class; absent findings are over-called and hedged at rate
+    ``overcall_rate x overcall weight x overcall_hedged`` with v ~ U(0.05, 0.45). The hedge written for a
+    faint finding is then the cue whose certainty is nearest this belief, so P(present | cue) ~ cue's p: the
+    premise of report-guided labels ("the hedge is a probability"). Returns {class: (v grid, belief)}.
+    """
+    rad = cfg["radiologist"]
+    v = np.linspace(0.0, float(rad["definite_above"]), grid)
+    sd = float(rad["perception_sd"])
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    n = max(1, len(studies))
+    for c in classes:
+        if c == "No Finding" or c not in cfg["classes"]:
+            continue
+        vis = np.array([st.truth[c]["visibility"] for st in studies if st.truth[c]["present"]], dtype=float)
+        prior = float(np.clip(len(vis) / n, 1e-4, 1 - 1e-4))
+        if len(vis) == 0:
+            vis = np.array([0.5])
+        keep = 1.0 - rad["miss_rate"] * (1.0 - vis) ** 2
+        dens = np.exp(-0.5 * ((v[:, None] - vis[None, :]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+        like1 = (dens * keep[None, :]).mean(axis=1)
+        oc = rad["overcall_rate"] * float(cfg["classes"][c].get("overcall", 1.0)) * rad["overcall_hedged"]
+        like0 = np.where((v >= 0.05) & (v <= 0.45), oc / 0.40, 0.0)
+        num = prior * like1
+        out[c] = (v, num / np.maximum(num + (1 - prior) * like0, 1e-12))
+    return out
+
+
+def hedge_target(cfg: dict[str, Any], cls: str, perceived: float) -> float:
+    """The certainty the radiologist means to convey for a hedged finding seen at ``perceived`` visibility.
+
+    ``radiologist.hedge_calibration``: ``bayes`` (default) -> the calibrated belief of ``belief_tables``
+    (clipped to the hedge scale); ``visibility`` -> 0.30 + 0.6 x perceived / definite_above, a reader whose
+    hedges track how faint the finding looks, not how often such findings are real (miscalibrated: use it to
+    test how methods cope when the report's doubt is not a probability).
+    """
+    rad = cfg["radiologist"]
+    mode = rad.get("hedge_calibration", "bayes")
+    if mode == "visibility" or cls not in cfg.get("_belief", {}):
+        return 0.30 + 0.6 * float(np.clip(perceived / rad["definite_above"], 0.0, 1.0))
+    if mode != "bayes":
+        raise ValueError(f"radiologist.hedge_calibration must be 'bayes' or 'visibility', got {mode!r}")
+    grid, belief = cfg["_belief"][cls]
+    return float(np.interp(perceived, grid, belief))
+
+
 def write_report(study: Study, prior: Study | None, cfg: dict[str, Any], classes: tuple[str, ...],
                  rng: np.random.Generator) -> None:
     """Fill ``study.findings_text``, ``study.impression_text`` and ``study.reported`` (class -> dict with
@@ -139,8 +190,7 @@ def write_report(study: Study, prior: Study | None, cfg: dict[str, Any], classes
             text = _pick(rng, cfg["positive_forms"]).format(f=f, F=_cap(f))
             rec = {"status": "positive", "cue": "", "certainty": 1.0}
         else:
-            target = 0.30 + 0.6 * float(np.clip(perceived / rad["definite_above"], 0.0, 1.0))
-            h = _choose_hedge(cfg, target, rng)
+            h = _choose_hedge(cfg, hedge_target(cfg, c, perceived), rng)
             text = _pick(rng, h["forms"]).format(f=f, F=_cap(f))
             rec = {"status": h["status"], "cue": h["cue"], "certainty": float(h["p"])}
         rec.update(severity=sev_level, change=change, error=error)

@@ -52,6 +52,8 @@ _STATUS_RANK = {"negative": 0, "uncertain": 1, "positive": 2}
 # finite verbs / auxiliaries that head a clause's predicate (used only to bound backward negation scope)
 _FINITE_RE = re.compile(r"\b(?:is|are|was|were|has|have|had|remains?|remained|appears?|appeared|seems?|seemed|"
                         r"persists?|persisted|shows?|showed|demonstrates?|demonstrated|measures?|measured)\b")
+# "<qualifier> <noun> of the <attribute>": the qualifier modifies another head noun
+_OTHER_HEAD_RE = re.compile(r"[a-z]\s+of\b", re.IGNORECASE)
 _CHANGE_TYP = {"improved": "atypical", "resolved": "atypical", "worsened": "typical", "new": "typical"}
 
 
@@ -201,7 +203,7 @@ class RuleMiner:
         status, p, cue = "positive", base_p, ""
         sev_level, sev_cue, sev_typ = "none", "", ""
         if kind == ATTR:
-            qual = self._qualifier(cls, ms, me, cues, i_before, i_after, s_start, s_end)
+            qual = self._qualifier(text, cls, ms, me, cues, i_before, i_after)
             if qual is None:
                 return None
             (_qgroup, qkind), qp, qg = qual
@@ -274,9 +276,13 @@ class RuleMiner:
         # a comma after the clause's verb starts another clause or an apposition ("is stable, ... not seen")
         return v is None or "," not in gap[v.end():]
 
-    def _qualifier(self, cls: int, ms: int, me: int, cues: list, i_before: int, i_after: int,
-                   s_start: int, s_end: int) -> tuple | None:
-        """Nearest qualifier (class-specific group if the class has one) within post_window, same clause."""
+    def _qualifier(self, text: str, cls: int, ms: int, me: int, cues: list, i_before: int,
+                   i_after: int) -> tuple | None:
+        """Nearest qualifier (class-specific group if the class has one) within post_window, same clause.
+
+        A qualifier before the attribute does not reach it through another head noun ("abnormal configuration
+        of the heart"); one after it does not reach back over a comma or semicolon with no verb in between
+        ("stable heart size, moderately enlarged aorta": the qualifier starts another noun phrase)."""
         group = cls if cls in self.lex.own_qualifiers else -1
         win = self.cues.post_window
         best = None
@@ -287,7 +293,8 @@ class RuleMiner:
                 break
             q = next((r for r in roles if r[0] == QUAL and r[1][0] == group), None)
             if q is not None:
-                best = (ms - ce, (q[1], q[2], g))
+                if not _OTHER_HEAD_RE.search(text[ce:ms]):
+                    best = (ms - ce, (q[1], q[2], g))
                 break
             if any(r[0] == TERM for r in roles):
                 break
@@ -299,6 +306,9 @@ class RuleMiner:
                 break
             q = next((r for r in roles if r[0] == QUAL and r[1][0] == group), None)
             if q is not None:
+                gap = text[me:cs]
+                if ("," in gap or ";" in gap) and not _FINITE_RE.search(gap.lower()):
+                    break
                 if best is None or cs - me <= best[0]:
                     best = (cs - me, (q[1], q[2], g))
                 break
