@@ -143,3 +143,10 @@ def test_conv_stem_patch_embed_keeps_the_token_grid():
     assert len(strided) == 3  # log2(8) stride-2 3x3 convolutions, then a 1x1 projection
     with pytest.raises(ValueError, match="power-of-two"):
         ConvStemPatchEmbed(img_size=60, patch_size=6, in_chans=1, embed_dim=32)
+
+
+def test_lu_vit_tiny_has_a_two_conv_per_stage_stem():
+    m = create_model("lu_vit_tiny", 14, img_size=None)
+    convs = [c for c in m.backbone.patch_embed.proj if isinstance(c, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2), (1, 1)] * 3 + [(1, 1)]  # 3 stages x 2 convs, then 1x1
+    assert m.backbone.patch_embed.grid_size == (8, 8) and len(m.backbone.blocks) == 2

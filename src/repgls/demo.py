@@ -63,12 +63,12 @@ def mine_samples(vocab: str = "chexpert14") -> pd.DataFrame:
 
 
 def demo_config(
-    n: int = 300,
+    n: int = 1500,
     size: int = 64,
-    epochs: int = 8,
+    epochs: int = 12,
     seed: int = 0,
     batch_size: int = 32,
-    model: str = "lu_vit_tiny_test",
+    model: str = "lu_vit_tiny",
     device: str = "auto",
 ) -> BenchConfig:
     """The bench config the demo runs: one phantom world, the two DEMO_METHODS, one seed."""
@@ -139,13 +139,13 @@ def _print_table(table: pd.DataFrame, console: Any) -> None:
 
 def run_demo(
     out: str | os.PathLike = "demo_out",
-    n: int = 300,
+    n: int = 1500,
     size: int = 64,
-    epochs: int = 8,
+    epochs: int = 12,
     seed: int = 0,
     *,
     batch_size: int = 32,
-    model: str = "lu_vit_tiny_test",
+    model: str = "lu_vit_tiny",
     device: str = "auto",
     progress: bool = True,
     console: Any = None,

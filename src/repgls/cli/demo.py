@@ -15,12 +15,12 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder (reused when rerun)."),
-        n: int = typer.Option(300, "--n", help="Phantom studies (one image each)."),
-        size: int = typer.Option(64, "--size", help="Image side in pixels."),
-        epochs: int = typer.Option(8, "--epochs", help="Training epochs per method."),
+        n: int = typer.Option(None, "--n", help="Phantom studies, one image each (default 1500)."),
+        size: int = typer.Option(None, "--size", help="Image side in pixels (default 64)."),
+        epochs: int = typer.Option(None, "--epochs", help="Training epochs per method (default 12)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the world and of training."),
         model: str = typer.Option(
-            "lu_vit_tiny_test", "--model", help="Model name (repgls.models.list_models())."
+            None, "--model", help="Model name, repgls.models.list_models() (default lu_vit_tiny)."
         ),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
@@ -29,15 +29,13 @@ def register(app: typer.Typer) -> None:
         from repgls.demo import run_demo
 
         try:
+            given = {"n": n, "size": size, "epochs": epochs, "model": model}
             run_demo(
                 out,
-                n=n,
-                size=size,
-                epochs=epochs,
                 seed=seed,
-                model=model,
                 device=device,
                 progress=not no_progress,
+                **{k: v for k, v in given.items() if v is not None},  # others: run_demo's defaults
             )
         except (ValueError, FileNotFoundError) as exc:
             fail(str(exc))
