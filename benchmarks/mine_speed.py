@@ -2,7 +2,9 @@
 
 1. In-process, one core: the Open-i dev reports (findings + impression) replicated to ~20,000 reports when
    ../shared/data/openi-dev is present, else generated Open-i-like text (same phrases, random mix).
-2. ``mine_to_file`` with workers 1 and 2 on the same input (CSV file).
+2. ``mine_to_file`` with workers 1 and 2 on the same input (CSV file), with the CPU seconds of the parent
+   (read, dispatch, write) and of the worker processes (mine): their ratio is how many workers the parent can
+   feed, i.e. how far the scaling stays linear on a machine with that many free cores.
 3. Peak RSS of ``repgls mine`` (a child process) on a generated 250,000-report CSV streamed to Parquet.
 
 Figures depend on machine load: report them as provisional. Usage:
@@ -63,6 +65,12 @@ def write_csv(path: Path, texts: list[str]) -> None:
             w.writerow([f"s{i}", t])
 
 
+def _cpu(who: int) -> float:
+    """User + system CPU seconds of this process (RUSAGE_SELF) or of its reaped children (RUSAGE_CHILDREN)."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000)
@@ -89,10 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(src, texts)
         base = None
         for w in (1, 2):
+            r0, c0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
             s = mine_to_file(src, Path(tmp) / f"w{w}.parquet", vocab=args.vocab, workers=w)
+            parent, workers = _cpu(resource.RUSAGE_SELF) - r0, _cpu(resource.RUSAGE_CHILDREN) - c0
             base = base or s.reports_per_s
-            print(f"[2] mine_to_file CSV -> Parquet, --workers {w}: {s.reports_per_s:,.0f} reports/s "
-                  f"(x{s.reports_per_s / base:.2f}; {s.findings} findings)")
+            line = (f"[2] mine_to_file CSV -> Parquet, --workers {w}: {s.reports_per_s:,.0f} reports/s "
+                    f"(x{s.reports_per_s / base:.2f}; {s.findings} findings); CPU: parent {parent:.2f} s")
+            if w > 1:
+                # the parent reads, dispatches and writes; workers mine. Throughput grows linearly with workers
+                # (given free cores) until the parent is busy all the time: at workers_cpu / parent_cpu workers.
+                line += (f" ({1e6 * parent / s.reports:.0f} us/report), workers {workers:.2f} s "
+                         f"({1e6 * workers / s.reports:.0f} us/report) -> linear up to ~{workers / parent:.0f} "
+                         f"workers (parent-bound beyond); {os.cpu_count()} cores here")
+            print(line)
         if not args.skip_big:
             big = Path(tmp) / "big.csv"
             write_csv(big, generated_reports(args.big, seed=1))

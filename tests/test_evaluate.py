@@ -252,7 +252,7 @@ def test_clear_errors(tiny_run, tmp_path):
     pd.DataFrame({"image_id": ["zz"], "finding": ["Edema"], "present": [True]}).to_parquet(other)
     with pytest.raises(ValueError, match=r"none of the \d+ images of split 'test'"):
         evaluate_run(tiny_run["run"], truth=other, n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
-    with pytest.raises(ValueError, match="does not fit model 'lu_vit_tiny_test'"):
+    with pytest.raises(ValueError, match="does not fit model 'lu_vit_tiny'"):
         load_run(tiny_run["run"], image_size=32, device="cpu")
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         load_run(tmp_path)

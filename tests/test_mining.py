@@ -536,3 +536,129 @@ def test_attribute_qualifiers_stay_in_their_noun_phrase() -> None:
     assert cardio("Heart size is stable, enlarged.") == ["positive"]
     assert cardio("Enlargement of the heart.") == ["positive"]
     assert cardio("Heart size is normal, enlarged aorta.") == ["negative"]
+
+
+# ----------------------------------------------------------------------------- templated reports ("HEART: Enlarged.")
+_TEMPLATE_CASES = [
+    # (text, finding per vocabulary {vocab: finding}, expected status)
+    ("HEART: Enlarged.", "Cardiomegaly", "positive"),
+    ("Heart size: enlarged.", "Cardiomegaly", "positive"),
+    ("Cardiac silhouette: Mildly enlarged.", "Cardiomegaly", "positive"),
+    ("Heart size: normal.", "Cardiomegaly", "negative"),
+    ("HEART: Normal size.", "Cardiomegaly", "negative"),
+    ("Heart: No enlargement.", "Cardiomegaly", "negative"),
+    ("Heart size: Borderline.", "Cardiomegaly", "uncertain"),
+    ("PLEURA: No effusion.", "Pleural Effusion", "negative"),
+    ("PLEURA: No effusion or pneumothorax.", "Pneumothorax", "negative"),
+    ("Pleura: Small left effusion.", "Pleural Effusion", "positive"),
+    ("Lungs: Mild bibasilar atelectasis.", "Atelectasis", "positive"),
+    ("Pneumothorax: none.", "Pneumothorax", "negative"),
+    ("PNEUMOTHORAX: No.", "Pneumothorax", "negative"),
+    ("Pleural effusion: Absent.", "Pleural Effusion", "negative"),
+    ("Pleural effusion: Small left.", "Pleural Effusion", "positive"),
+]
+_NIH_NAME = {"Pleural Effusion": "Effusion"}
+
+
+@pytest.mark.parametrize("vocab", ["chexpert14", "nih14"])
+@pytest.mark.parametrize("text,finding,status", _TEMPLATE_CASES)
+def test_template_label_is_read_with_its_value(vocab: str, text: str, finding: str, status: str) -> None:
+    name = _NIH_NAME.get(finding, finding) if vocab == "nih14" else finding
+    f = by_finding(text, vocab=vocab)
+    assert name in f and f[name]["status"] == status, f
+
+
+@pytest.mark.parametrize("text,status", [
+    ("Mediastinum: Widened.", "positive"),
+    ("Cardiomediastinal silhouette: Enlarged.", "positive"),
+    ("MEDIASTINUM: Within normal limits.", "negative"),
+    ("CARDIOMEDIASTINAL SILHOUETTE: Normal.", "negative"),
+    ("Mediastinum: No widening.", "negative"),
+])
+def test_template_mediastinum_label(text: str, status: str) -> None:
+    assert by_finding(text)["Enlarged Cardiomediastinum"]["status"] == status
+
+
+@pytest.mark.parametrize("vocab", ["chexpert14", "nih14"])
+@pytest.mark.parametrize("text", ["LUNGS: Clear.", "Lungs: Clear.   Pleura: Normal.   Bones: Intact.",
+                                  "Heart size: normal.   Lungs: clear.", "HEART: Normal. LUNGS: Clear. PLEURA: Normal."])
+def test_template_normal_labels_give_no_positive(vocab: str, text: str) -> None:
+    found = [f for f in mine_report(text, vocab=vocab) if f["finding"] != "No Finding"]
+    assert all(f["status"] == "negative" for f in found), found
+    if vocab == "chexpert14":
+        assert "No Finding" in by_finding(text)
+
+
+@pytest.mark.parametrize("vocab", ["chexpert14", "nih14"])
+@pytest.mark.parametrize("text", [
+    "HEART: Enlarged.            LUNGS: Clear.            PLEURA: No effusion or pneumothorax.",
+    "HEART: Enlarged   LUNGS: Clear   PLEURA: No effusion or pneumothorax",    # column layout, no periods
+    "HEART: Enlarged\nLUNGS: Clear\nPLEURA: No effusion or pneumothorax",      # one label per line, no periods
+    "FINDINGS:\nHEART: Enlarged.\nLUNGS: Clear.\nPLEURA: No effusion or pneumothorax.\n\nIMPRESSION: Cardiomegaly.",
+])
+def test_template_lines_are_separate_clauses(vocab: str, text: str) -> None:
+    f = by_finding(text, vocab=vocab)
+    eff = "Effusion" if vocab == "nih14" else "Pleural Effusion"
+    assert f["Cardiomegaly"]["status"] == "positive", f
+    assert f[eff]["status"] == "negative" and f["Pneumothorax"]["status"] == "negative", f
+
+
+def test_template_multi_field_line_and_compound_labels() -> None:
+    f = by_finding("Heart size: normal.         Mediastinum: Within normal limits.   "
+                   "Lungs: Mild bibasilar atelectasis.")
+    assert f["Cardiomegaly"]["status"] == "negative"
+    assert f["Enlarged Cardiomediastinum"]["status"] == "negative"
+    assert f["Atelectasis"]["status"] == "positive"
+    f = by_finding("Heart and mediastinum: Normal.")
+    assert f["Cardiomegaly"]["status"] == "negative" and f["Enlarged Cardiomediastinum"]["status"] == "negative"
+    f = by_finding("CARDIOMEDIASTINAL SILHOUETTE: Normal.   BONES: Degenerative changes.   Tubes/lines: none.")
+    assert f["Enlarged Cardiomediastinum"]["status"] == "negative"
+    assert f["Support Devices"]["status"] == "negative"
+    assert "No Finding" not in f  # degenerative changes block it
+    assert by_finding("Tubes/lines: Endotracheal tube in place.")["Support Devices"]["status"] == "positive"
+
+
+def test_template_labels_keep_section_headers_and_sections_option() -> None:
+    text = "FINDINGS:\nHEART: Enlarged.\nLUNGS: Clear.\n\nIMPRESSION:\nPLEURA: No effusion."
+    assert [(s[0]) for s in find_sections(text)] == ["findings", "impression"]
+    imp = by_finding(text, sections=("impression",))
+    assert "Cardiomegaly" not in imp and imp["Pleural Effusion"]["status"] == "negative"
+    fnd = by_finding(text, sections=("findings",))
+    assert fnd["Cardiomegaly"]["status"] == "positive" and "Pleural Effusion" not in fnd
+    # a header colon is still a scope terminator, and non-label colons are too
+    assert by_finding("No acute disease: mild cardiomegaly.")["Cardiomegaly"]["status"] == "positive"
+    assert by_finding("IMPRESSION: No pneumothorax. FINDINGS: Cardiomegaly.")["Cardiomegaly"]["status"] == "positive"
+    # no label in the middle of a negated list: "pneumothorax" after a comma is no label
+    f = by_finding("No effusion, pneumothorax: lungs are clear.")
+    assert f["Pneumothorax"]["status"] == "negative"
+
+
+@pytest.mark.parametrize("text", ["Negative for: pneumothorax or effusion.",
+                                  "There is no evidence of: pneumothorax or effusion."])
+def test_colon_after_a_negation_introduces_its_object(text: str) -> None:
+    f = by_finding(text)
+    assert f["Pneumothorax"]["status"] == "negative" and f["Pleural Effusion"]["status"] == "negative", f
+
+
+@pytest.mark.parametrize("text", ["The mediastinum shows no widening.", "Heart size without enlargement.",
+                                  "The heart is not markedly enlarged."])
+def test_negation_between_attribute_and_abnormal_qualifier(text: str) -> None:
+    found = [f for f in mine_report(text) if f["finding"] != "No Finding"]
+    assert found and all(f["status"] == "negative" for f in found), found
+
+
+def test_inline_parenthesis_list_items_are_sentences() -> None:
+    assert split_sentences("1) No effusion 2) Cardiomegaly") == [(0, 14), (15, 30)]
+    f = by_finding("1) No effusion 2) Cardiomegaly", vocab="nih14")
+    assert f["Cardiomegaly"]["status"] == "positive" and f["Effusion"]["status"] == "negative"
+    # "(grade 2) nodule" is no list item
+    assert len(split_sentences("Cardiomegaly (grade 2) noted.")) == 1
+
+
+@pytest.mark.parametrize("text,finding", [("Left chest wall pacemaker/defibrillator.", "Support Devices"),
+                                          ("Lines/tubes in place.", "Support Devices"),
+                                          ("Findings compatible with infection/pneumonia.", "Pneumonia")])
+def test_slash_between_phrases_of_one_class_is_no_alternative(text: str, finding: str) -> None:
+    assert by_finding(text)[finding]["status"] == "positive"
+    f = by_finding("Atelectasis/scarring at the left base.")
+    assert f["Atelectasis"]["status"] == "uncertain" and f["Atelectasis"]["cue"] == "/"

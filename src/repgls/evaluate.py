@@ -159,13 +159,21 @@ def _run_classes(run_dir: Path, labels: Path | None) -> tuple[str, ...] | None:
     return None
 
 
-def _vit_size_from_weights(weights: dict[str, torch.Tensor]) -> int | None:
-    """Input side of a ViT checkpoint: sqrt(patch tokens) x patch size (pos_embed holds the prefix tokens)."""
-    pe, proj = weights.get("backbone.pos_embed"), weights.get("backbone.patch_embed.proj.weight")
-    if pe is None or proj is None:
+def _vit_size_from_weights(weights: dict[str, torch.Tensor], model_name: str) -> int | None:
+    """Input side of a ViT checkpoint: sqrt(patch tokens) x patch size (pos_embed holds the prefix tokens).
+
+    The patch size comes from the architecture (a convolutional stem's kernels do not show it)."""
+    pe = weights.get("backbone.pos_embed")
+    if pe is None:
+        return None
+    from repgls.models import create_model
+
+    probe = create_model(model_name, num_classes=1, img_size=None)
+    pe_mod = getattr(getattr(probe, "backbone", probe), "patch_embed", None)
+    if pe_mod is None:
         return None
     n = int(pe.shape[1])
-    patch = int(proj.shape[-1])
+    patch = int(pe_mod.patch_size[0])
     for prefix in (1, 0, 2, 5):
         side = math.isqrt(max(n - prefix, 0))
         if side > 0 and side * side == n - prefix:
@@ -210,7 +218,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
     cache_meta: dict[str, Any] = {}
     if cache_dir is not None and (cache_dir / "meta.json").is_file():
         cache_meta = json.loads((cache_dir / "meta.json").read_text())
-    size = image_size or cache_meta.get("size") or cfg.data.image_size or _vit_size_from_weights(weights)
+    size = image_size or cache_meta.get("size") or cfg.data.image_size or _vit_size_from_weights(weights, cfg.model.name)
     if not size:
         raise ValueError(f"{run}: cannot tell the model's image size (no cache at {cache_dir}, no "
                          "data.image_size in config.yaml); pass image_size")

@@ -286,11 +286,8 @@ def _ids(ds: Dataset, n: int) -> tuple[list[str], list[str]]:
     return pos, pos
 
 
-def _build_datasets(cfg: Config, seed: int) -> tuple[Dataset, Dataset, tuple[str, ...]]:
-    """Train / val datasets from the image cache and labels.parquet (the config's data section)."""
-    from repgls.data import CachedImageDataset
-    from repgls.rates import read_labels
-
+def _check_data_source(cfg: Config) -> None:
+    """Cheap checks of ``data.cache_dir`` / ``data.labels`` (run before the run folder is created)."""
     d = cfg.data
     if not d.cache_dir:
         raise ConfigError("config key 'data.cache_dir' is required (an image cache from `repgls prepare`)")
@@ -303,6 +300,39 @@ def _build_datasets(cfg: Config, seed: int) -> tuple[Dataset, Dataset, tuple[str
         raise ConfigError(f"config key 'data.cache_dir': folder not found: {d.cache_dir}")
     if d.labels != "official" and not Path(d.labels).is_file():
         raise ConfigError(f"config key 'data.labels': file not found: {d.labels}")
+    import pyarrow.parquet as pq
+
+    from repgls.data.cache import INDEX, read_meta
+    from repgls.data.datasets import LABEL_PREFIX
+
+    try:
+        dataset = read_meta(d.cache_dir).get("dataset") or "?"
+        columns = pq.read_schema(Path(d.cache_dir) / INDEX).names
+        splits = set(pq.read_table(Path(d.cache_dir) / INDEX, columns=["split"]).column("split").to_pylist())
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"config key 'data.cache_dir': {d.cache_dir} is not an image cache ({e})") from e
+    for key in ("train_split", "val_split"):
+        if getattr(d, key) not in splits:
+            raise ConfigError(
+                f"config key 'data.{key}': no images of split {getattr(d, key)!r} in {d.cache_dir} "
+                f"(its splits: {', '.join(sorted(map(str, splits)))})"
+            )
+    if d.labels == "official" and not any(c.startswith(LABEL_PREFIX) for c in columns):
+        raise ConfigError(
+            f"config key 'data.labels': 'official' but the cache {d.cache_dir} (dataset {dataset!r}) has no "
+            f"official label columns ({LABEL_PREFIX}<Class>); this dataset ships no label table (Open-i: "
+            "reports and MeSH terms only). Mine its reports (`repgls mine` -> `repgls rates`) and set "
+            "data.labels to the labels.parquet"
+        )
+
+
+def _build_datasets(cfg: Config, seed: int) -> tuple[Dataset, Dataset, tuple[str, ...]]:
+    """Train / val datasets from the image cache and labels.parquet (the config's data section)."""
+    from repgls.data import CachedImageDataset
+    from repgls.rates import read_labels
+
+    _check_data_source(cfg)
+    d = cfg.data
     labels: Any = "official"
     if d.labels != "official":
         labels = read_labels(d.labels)
@@ -723,6 +753,9 @@ def _run(
     ckpt_dir = run_dir / "checkpoints"
     device = dd.device
     cuda = device.type == "cuda"
+
+    if train_ds is None and val_ds is None:
+        _check_data_source(cfg)  # a bad data section stops the run before the run folder is written
 
     # --- run folder
     if dd.main:

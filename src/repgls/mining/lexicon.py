@@ -155,6 +155,9 @@ class Cues:
     linking_hedges: frozenset[str] = frozenset()
     hedge_crosses: frozenset[str] = frozenset()
     slash_p: float = 0.5
+    template_labels: frozenset[str] = frozenset()
+    template_negative: frozenset[str] = frozenset()
+    section_names: frozenset[str] = frozenset()
 
 
 def _cue_source(path: str | None) -> tuple[dict[str, Any], str]:
@@ -225,6 +228,9 @@ def load_cues(path: str | None = None) -> Cues:
             t.add(p, (CHG, change, 0.0))
     t.finish()
     regex = build_alternation(t.phrases(), extra=r"[;:]")
+    tpl = raw.get("templates", {}) or {}
+    if not isinstance(tpl, dict):
+        raise ValueError(f"{src}: templates must be a mapping (labels, negative_values)")
     return Cues(
         version=str(raw.get("version", "0")),
         raw=raw,
@@ -240,6 +246,10 @@ def load_cues(path: str | None = None) -> Cues:
         linking_hedges=frozenset(norm_phrase(str(a)) for a in raw.get("linking_hedges", []) or []),
         hedge_crosses=frozenset(norm_phrase(str(a)) for a in raw.get("hedge_crosses", []) or []),
         slash_p=_prob(raw.get("slash_alternative", 0.5), f"{src}: slash_alternative"),
+        template_labels=frozenset(norm_phrase(str(a)) for a in tpl.get("labels", []) or []),
+        template_negative=frozenset(norm_phrase(str(a)) for a in tpl.get("negative_values", []) or []),
+        section_names=frozenset(norm_phrase(str(n)) for names in (raw.get("sections", {}) or {}).values()
+                                for n in names or []),
     )
 
 

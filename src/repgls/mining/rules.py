@@ -1,6 +1,8 @@
 """The rule-based report miner: phrases + cue scopes -> graded findings (FINDINGS_SCHEMA rows).
 
-Per report: (1) optional section selection, (2) regex sentence split, (3) one alternation regex finds all
+Per report: (1) optional section selection, (2) regex sentence split, plus a split before each template label
+("HEART: Enlarged.", "Tubes/lines: none."; labels from cues.yaml ``templates`` or vocabulary phrases, whose colon
+is no terminator), (3) one alternation regex finds all
 finding mentions and one finds all cues (both precompiled per vocabulary), (4) per mention, within its
 sentence: status from the nearest status cue before it (forward scope ends at a terminator or ";"/":"; a
 hedge's scope crosses causal connectors, a hypothetical frame overrides a nearer hedge) or after it (within
@@ -43,6 +45,7 @@ from repgls.mining.lexicon import (
     USYN,
     VocabLexicon,
     compile_vocab,
+    norm_phrase,
 )
 from repgls.mining.schema import FINDINGS_COLUMNS
 from repgls.mining.sections import select_sections, split_sentences
@@ -54,6 +57,15 @@ _FINITE_RE = re.compile(r"\b(?:is|are|was|were|has|have|had|remains?|remained|ap
                         r"persists?|persisted|shows?|showed|demonstrates?|demonstrated|measures?|measured)\b")
 # "<qualifier> <noun> of the <attribute>": the qualifier modifies another head noun
 _OTHER_HEAD_RE = re.compile(r"[a-z]\s+of\b", re.IGNORECASE)
+# template labels ("HEART:", "Heart size:", "Tubes/lines:"): the characters a label is made of, the characters that
+# may open one (besides the start of the text), a column gap, and the connectors of a compound label
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ /&\t")
+_LABEL_OPEN = frozenset("\n\r.!?;:)*-\u2022")
+_LABEL_MAX = 40
+_GAP_RE = re.compile(r"[ \t]{2,}")
+_LABEL_SPLIT_RE = re.compile(r"\s*(?:/|&|\band\b)\s*")
+# the text between a status cue and a ":" that introduces the cue's object ("negative for:", "no evidence of:")
+_COLON_OBJECT_RE = re.compile(r"[ \t]*(?:(?:[A-Za-z]+[ \t]+){0,2}(?:of|for))?[ \t]*", re.IGNORECASE)
 _CHANGE_TYP = {"improved": "atypical", "resolved": "atypical", "worsened": "typical", "new": "typical"}
 
 
@@ -98,6 +110,7 @@ class RuleMiner:
         self.classes = self.lex.classes
         self.lexicon_version = f"{self.lex.vocab.name}-v{self.lex.vocab.version}+cues-v{self.cues.version}"
         self._abbrev = self.cues.abbreviations
+        self._label_cache: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ matching
     def _mentions(self, text: str, low: str, s0: int, s1: int) -> list[tuple[int, int, list[Any]]]:
@@ -110,13 +123,21 @@ class RuleMiner:
             out.append((m.start(), m.end(), payload))
         return out
 
-    def _cues(self, text: str, low: str, s0: int, s1: int) -> list[tuple[int, int, str, list[Any]]]:
-        """Cues of one sentence: (start, end, the words as written, roles)."""
+    def _cues(self, text: str, low: str, s0: int, s1: int,
+              label_colons: frozenset[int] | set[int] = frozenset()) -> list[tuple[int, int, str, list[Any]]]:
+        """Cues of one sentence: (start, end, the words as written, roles). A ":" is a terminator unless it ends a
+        template label ("HEART: Enlarged") or follows a status cue ("negative for: pneumothorax")."""
         out = []
         lookup = self.lex.cue_table.lookup
         for m in self.lex.cue_regex.finditer(low, s0, s1):
             g = m.group()
-            roles = [(TERM, None, 0.0)] if g in ";:" else lookup(g)
+            if g == ":":
+                if m.start() in label_colons or (out and any(r[0] in STATUS_PRE for r in out[-1][3])
+                                                 and _COLON_OBJECT_RE.fullmatch(text, out[-1][1], m.start())):
+                    continue
+                roles = [(TERM, None, 0.0)]
+            else:
+                roles = [(TERM, None, 0.0)] if g == ";" else lookup(g)
             if roles:
                 out.append((m.start(), m.end(), text[m.start():m.end()], roles))
         return out
@@ -125,7 +146,8 @@ class RuleMiner:
     def _resolve(self, text: str, ms: int, me: int, cls: int, kind: int, base_p: float,
                  cues: list[tuple[int, int, str, list[Any]]], cue_starts: list[int],
                  prev_end: int, next_start: int, s_start: int, s_end: int,
-                 m_starts: list[int] | None = None) -> Mention | None:
+                 m_starts: list[int] | None = None, prev_pay: list | None = None,
+                 next_pay: list | None = None) -> Mention | None:
         c = self.cues
         i_after = bisect_left(cue_starts, me)
         # index of the last cue ending before the mention start
@@ -233,9 +255,12 @@ class RuleMiner:
         # ---- alternatives ("X or Y", "X versus Y", "X/Y"): each member at most equivocal (p 0.5)
         if status != "negative" and not pseudo and kind != USYN:
             conj = self._conjunction(ms, me, cues, i_before, i_after)
-            if conj is None and ((next_start < s_end and "/" in text[me:me + 2] and text[me:next_start].strip() == "/")
+            # "X/Y" is an alternative only between two classes: "tubes/lines" names one class
+            if conj is None and ((next_start < s_end and "/" in text[me:me + 2] and text[me:next_start].strip() == "/"
+                                  and not (next_pay and any(q[0] == cls for q in next_pay)))
                                  or (prev_end > s_start and "/" in text[max(ms - 2, 0):ms]
-                                     and text[prev_end:ms].strip() == "/")):
+                                     and text[prev_end:ms].strip() == "/"
+                                     and not (prev_pay and any(q[0] == cls for q in prev_pay)))):
                 conj = (c.slash_p, "/")
             if conj is not None and conj[0] < p:
                 status, p, cue = "uncertain", conj[0], _canon(conj[1])
@@ -300,6 +325,7 @@ class RuleMiner:
                 break
             j -= 1
         j = i_after
+        neg_at = -1  # a negation between the attribute and its qualifier: "Mediastinum: no widening"
         while j < len(cues):
             cs, ce, g, roles = cues[j]
             if cs - me > win:
@@ -310,10 +336,15 @@ class RuleMiner:
                 if ("," in gap or ";" in gap) and not _FINITE_RE.search(gap.lower()):
                     break
                 if best is None or cs - me <= best[0]:
-                    best = (cs - me, (q[1], q[2], g))
+                    if neg_at >= 0 and q[1][1] == "abnormal":
+                        best = (cs - me, ((group, "normal"), 0.0, text[neg_at:ce]))
+                    else:
+                        best = (cs - me, (q[1], q[2], g))
                 break
             if any(r[0] == TERM for r in roles):
                 break
+            if neg_at < 0 and any(r[0] == NEG_PRE for r in roles):
+                neg_at = cs
             j += 1
         return None if best is None else best[1]
 
@@ -364,6 +395,66 @@ class RuleMiner:
             j += 1
         return None if best is None else (best[1], best[2])
 
+    # ------------------------------------------------------------------ template labels
+    def _labels(self, text: str, s0: int, s1: int) -> list[tuple[int, int]]:
+        """Template labels in ``text[s0:s1]`` as (label start, colon position), in text order."""
+        out = []
+        c = text.find(":", s0, s1)
+        while c >= 0:
+            ls = self._label_before(text, s0, c)
+            if ls >= 0:
+                out.append((ls, c))
+            c = text.find(":", c + 1, s1)
+        return out
+
+    def _label_before(self, text: str, lo: int, c: int) -> int:
+        """Start of the template label that ends at the colon ``c``, or -1. Candidates, longest first: the whole
+        run of label characters when it opens a line / sentence / list item, the text after a column gap (2+
+        spaces), the trailing ALL-CAPS words ("Enlarged LUNGS:")."""
+        end = c
+        while end > lo and text[end - 1] in " \t":
+            end -= 1
+        j = end
+        lim = max(lo, end - _LABEL_MAX - 1)
+        while j > lim and text[j - 1] in _LABEL_CHARS:
+            j -= 1
+        if j == end:
+            return -1
+        k = j
+        while k < end and text[k] in " \t":
+            k += 1
+        if (j == lo or text[j - 1] in _LABEL_OPEN) and self._is_label(text[k:end]):
+            return k
+        for g in _GAP_RE.finditer(text, k, end):
+            if g.end() < end and self._is_label(text[g.end():end]):
+                return g.end()
+        pos, caps = end, -1
+        for w in reversed(text[k:end].split(" ")):
+            pos -= len(w)
+            if w and not (w.isupper() or w in ("/", "&")):
+                break
+            if w and w.isupper():
+                caps = pos
+            pos -= 1
+        if caps > k and self._is_label(text[caps:end]):
+            return caps
+        return -1
+
+    def _is_label(self, label: str) -> bool:
+        """A template label: a `templates.labels` entry or a vocabulary phrase, or several joined by and / & / "/";
+        never a section header."""
+        hit = self._label_cache.get(label)
+        if hit is None:
+            key = norm_phrase(label)
+            names = self.cues.template_labels
+            lookup = self.lex.table.lookup
+            hit = (0 < len(key) <= _LABEL_MAX and key not in self.cues.section_names
+                   and all(part and (part in names or bool(lookup(part)))
+                           for part in ([key] if key in names or lookup(key) else _LABEL_SPLIT_RE.split(key))))
+            if len(self._label_cache) < 4096:
+                self._label_cache[label] = hit
+        return hit
+
     # ------------------------------------------------------------------ per report
     def mine_mentions(self, text: str) -> tuple[list[Mention], bool]:
         """All resolved mentions of a report (text order) and whether an other-abnormality blocker was asserted."""
@@ -377,7 +468,14 @@ class RuleMiner:
             if not found:
                 continue
             fi, nf = 0, len(found)
-            for ss, se in split_sentences(text, s0, s1, self._abbrev):
+            sents = split_sentences(text, s0, s1, self._abbrev)
+            labels = self._labels(text, s0, s1) if text.find(":", s0, s1) >= 0 else None
+            label_colons: frozenset[int] | dict[int, int] = frozenset()
+            if labels:
+                sents = _split_at(text, sents, [ls for ls, _c in labels])
+                label_colons = {c: ls for ls, c in labels}
+                label_at = {ls: c for ls, c in labels}
+            for ss, se in sents:
                 while fi < nf and found[fi][0] < ss:
                     fi += 1
                 fj = fi
@@ -387,17 +485,27 @@ class RuleMiner:
                     continue
                 sm = found[fi:fj]
                 fi = fj
-                cues = self._cues(text, low, ss, se)
+                cues = self._cues(text, low, ss, se, label_colons)
                 cue_starts = [x[0] for x in cues]
                 m_starts = [x[0] for x in sm]
+                # a template label whose whole value is a negative word: "Pneumothorax: no." -> negative
+                neg_end, neg_cue = -1, ""
+                if labels and ss in label_at:
+                    val = norm_phrase(text[label_at[ss] + 1:se].strip(" \t\r\n.,;!"))
+                    if val in self.cues.template_negative:
+                        neg_end, neg_cue = label_at[ss], val
                 for idx, (ms, me, payload) in enumerate(sm):
                     prev_end = sm[idx - 1][1] if idx > 0 else ss
                     next_start = sm[idx + 1][0] if idx + 1 < len(sm) else se
                     for cls, kind, p in payload:
                         mm = self._resolve(text, ms, me, cls, kind, p, cues, cue_starts,
-                                           prev_end, next_start, ss, se, m_starts)
+                                           prev_end, next_start, ss, se, m_starts,
+                                           sm[idx - 1][2] if idx > 0 else None,
+                                           sm[idx + 1][2] if idx + 1 < len(sm) else None)
                         if mm is None:
                             continue
+                        if me <= neg_end:
+                            mm.status, mm.p, mm.cue = "negative", 0.0, neg_cue
                         if kind == BLOCKER:
                             if mm.status != "negative":
                                 blocked = True
@@ -441,6 +549,24 @@ class RuleMiner:
     def mine_report(self, text: Any, study_id: str = "") -> list[dict[str, Any]]:
         """Findings of one report as a list of dicts (FINDINGS_SCHEMA columns)."""
         return [dict(zip(FINDINGS_COLUMNS, r, strict=False)) for r in self.mine_rows(text, study_id)]
+
+
+def _split_at(text: str, sents: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
+    """Sentence spans split again before each template label start (``starts`` sorted)."""
+    out: list[tuple[int, int]] = []
+    k, n = 0, len(starts)
+    for ss, se in sents:
+        while k < n and starts[k] <= ss:
+            k += 1
+        cur = ss
+        while k < n and starts[k] < se:
+            head = text[cur:starts[k]].rstrip()
+            if head:
+                out.append((cur, cur + len(head)))
+            cur = starts[k]
+            k += 1
+        out.append((cur, se))
+    return out
 
 
 @lru_cache(maxsize=16)

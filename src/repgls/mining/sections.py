@@ -14,7 +14,10 @@ from repgls.mining.lexicon import load_cues
 _HEADER_RE = re.compile(
     r"(?m)(?:^[ \t]*(?P<a>[A-Za-z][A-Za-z /&-]{1,40}?)[ \t]*:|(?<![\w])(?P<b>[A-Z][A-Z /&-]{2,40}?)[ \t]*:)"
 )
-_BOUNDARY_RE = re.compile(r"[.!?]+(?=\s|$)|\n[ \t]*\n|\n(?=[ \t]*(?:\d{1,2}[.)]|[-*\u2022])[ \t])")
+# boundaries: sentence punctuation, a blank line, a newline before a list item ("1. ", "2) ", "- "), and an inline
+# "N) " item that starts a capitalised clause ("1) No effusion 2) Cardiomegaly"; "N. " ends with its period anyway)
+_BOUNDARY_RE = re.compile(r"[.!?]+(?=\s|$)|\n[ \t]*\n|\n(?=[ \t]*(?:\d{1,2}[.)]|[-*\u2022])[ \t])"
+                          r"|[ \t](?=\d{1,2}\)[ \t]+[A-Z])")
 _TOKEN_BEFORE_RE = re.compile(r"([\w./]+)$")
 
 
@@ -69,7 +72,8 @@ def split_sentences(text: str, start: int = 0, end: int | None = None,
     """Sentence spans ``(s, e)`` of ``text[start:end]``, stripped of surrounding whitespace.
 
     Boundaries: ``.``/``!``/``?`` before whitespace (not after an abbreviation such as "approx." nor after a
-    list number "1."), blank lines, and a newline before a list item ("1. ", "- ").
+    list number "1."), blank lines, a newline before a list item ("1. ", "- "), and an inline item "2) " that
+    opens a capitalised clause.
     """
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
