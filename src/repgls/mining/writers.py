@@ -81,8 +81,17 @@ class FindingsWriter:
             else:
                 self._csv.writerow(["Reports", *self.classes])
 
-    def write(self, reports: list[tuple[str, str]], rows: list[tuple]) -> None:
-        """Append one batch: ``reports`` = (study_id, text) pairs, ``rows`` = their findings rows."""
+    def write(self, reports: list[tuple[str, str]], rows: list[tuple] | pa.Table) -> None:
+        """Append one batch: ``reports`` = (study_id, text) pairs, ``rows`` = their findings as row tuples
+        (FINDINGS_COLUMNS order) or as a FINDINGS_SCHEMA table."""
+        if isinstance(rows, pa.Table):
+            if self._pq is not None:
+                self.rows_written += rows.num_rows
+                if rows.num_rows:
+                    self._pq.write_table(rows.replace_schema_metadata(self._schema.metadata))
+                return
+            cols = [rows.column(c).to_pylist() for c in FINDINGS_COLUMNS]
+            rows = list(zip(*cols, strict=False)) if rows.num_rows else []
         self.rows_written += len(rows)
         if self._pq is not None:
             if rows:
