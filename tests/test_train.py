@@ -306,3 +306,31 @@ def test_missing_data_is_clear_error(tmp_path):
                 "output": {"run_dir": str(tmp_path / "r")},
             }
         )
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_its_checkpoint(squares, tmp_path, one_torch_thread):
+    """train.compile=true (torch.compile, inductor on CPU): the run trains, checkpoints hold plain keys (no
+    ``_orig_mod.``), and an uncompiled model loaded from them reproduces the run's own val predictions."""
+    import repgls
+    from safetensors.torch import load_file
+
+    from repgls.data import CachedImageDataset
+    from repgls.models import create_model
+
+    cfg = base_config(squares, tmp_path / "run", model={"name": "resnet_tiny_test"},
+                      train={"epochs": 1, "max_steps": 3, "device": "cpu", "progress": False, "compile": True})
+    run = repgls.train(cfg)
+    losses = [r["loss"] for r in read_metrics(run) if r["kind"] == "train"]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    sd = load_file(str(run / "checkpoints" / "last.safetensors"))
+    assert sd and not any("_orig_mod" in k for k in sd)
+    model = create_model("resnet_tiny_test", num_classes=2, img_size=32)
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    ds = CachedImageDataset(squares["cache"], labels=str(squares["labels"]), split="val")
+    x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    with torch.no_grad():
+        prob = torch.sigmoid(model(x)).numpy()
+    pred = pd.read_parquet(run / "predictions_val.parquet").set_index("image_id")
+    np.testing.assert_allclose(prob, pred.loc[ds.index["image_id"], ["prob:A", "prob:B"]].to_numpy(), atol=1e-4)
