@@ -312,9 +312,9 @@ def test_missing_data_is_clear_error(tmp_path):
 def test_compiled_training_matches_its_checkpoint(squares, tmp_path, one_torch_thread):
     """train.compile=true (torch.compile, inductor on CPU): the run trains, checkpoints hold plain keys (no
     ``_orig_mod.``), and an uncompiled model loaded from them reproduces the run's own val predictions."""
-    import repgls
     from safetensors.torch import load_file
 
+    import repgls
     from repgls.data import CachedImageDataset
     from repgls.models import create_model
 
