@@ -15,9 +15,9 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder (reused when rerun)."),
-        n: int = typer.Option(None, "--n", help="Phantom studies, one image each (default 1500)."),
+        n: int = typer.Option(None, "--n", help="Phantom studies, one image each (default 2000)."),
         size: int = typer.Option(None, "--size", help="Image side in pixels (default 64)."),
-        epochs: int = typer.Option(None, "--epochs", help="Training epochs per method (default 12)."),
+        epochs: int = typer.Option(None, "--epochs", help="Training epochs per method (default 15)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the world and of training."),
         model: str = typer.Option(
             None, "--model", help="Model name, repgls.models.list_models() (default lu_vit_tiny)."
