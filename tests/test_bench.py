@@ -207,3 +207,11 @@ def test_bench_deterministic_across_fresh_runs(tiny_bench, tmp_path: Path) -> No
     )
     assert not fresh.records[0]["reused"]
     pd.testing.assert_series_equal(fresh.table.loc["u-ones"], res.table.loc["u-ones"])
+
+
+def test_cpu_longtail_config_parses() -> None:
+    cfg = load_bench_config(CONFIGS / "phantom-longtail-cpu.yaml")
+    assert cfg.world.vocab == "ltml39" and cfg.world.prevalence == "longtail" and cfg.world.size == 64
+    names = {m.name for m in cfg.methods}
+    assert names <= PAPER_METHODS and {"u-ones", "anr-lla", "gls-lexicon"} <= names
+    assert cfg.base["model"]["name"] == "lu_vit_tiny"
