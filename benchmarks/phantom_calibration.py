@@ -11,16 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
-from repgls.data.phantom import simulate
-
-
-def hedged_mentions(studies: list) -> pd.DataFrame:
-    """One row per reported hedged mention: the cue's certainty p and whether the finding is present."""
-    rows = [(r["certainty"], bool(s.truth[c]["present"])) for s in studies for c, r in s.reported.items()
-            if r.get("status") in ("positive", "uncertain") and r.get("cue")]
-    return pd.DataFrame(rows, columns=["p", "present"])
+from repgls.data.phantom import hedge_calibration, simulate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vocab", default="chexpert14")
     args = ap.parse_args(argv)
     for mode in ("bayes", "visibility"):
-        d = hedged_mentions(simulate(args.n, vocab=args.vocab, seed=args.seed, hedge_calibration=mode))
-        g = d.groupby(d["p"].round(2))["present"].agg(["mean", "size"])
-        err = float((abs(g.index.to_numpy() - g["mean"].to_numpy()) * g["size"]).sum() / g["size"].sum())
-        print(f"reader {mode}: {len(d)} hedged mentions; mean |p - P(present | cue)| = {err:.3f}")
+        g, err = hedge_calibration(simulate(args.n, vocab=args.vocab, seed=args.seed, hedge_calibration=mode))
+        print(f"reader {mode}: {int(g['mentions'].sum())} hedged mentions; mean |p - P(present | cue)| = {err:.3f}")
         print("  p            " + " ".join(f"{p:5.2f}" for p in g.index))
-        print("  P(present)   " + " ".join(f"{m:5.2f}" for m in g["mean"]))
-        print("  mentions     " + " ".join(f"{n:5d}" for n in g["size"]))
+        print("  P(present)   " + " ".join(f"{m:5.2f}" for m in g["present"]))
+        print("  mentions     " + " ".join(f"{n:5d}" for n in g["mentions"]))
     return 0
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from repgls.data.phantom import (
+    hedge_calibration,
     load_config,
     make_phantom,
     patient_splits,
@@ -212,19 +213,11 @@ def test_reports_hedge_more_and_miss_more_at_low_visibility(big: list) -> None:
     assert missed(lambda v: v < lo) > missed(lambda v: v > hi) + 0.05
 
 
-def _hedge_calibration_error(studies: list) -> float:
-    """Weighted mean |cue certainty - P(present | cue)| over hedged mentions."""
-    rows = [(r["certainty"], s.truth[c]["present"]) for s in studies for c, r in s.reported.items()
-            if r.get("status") in ("positive", "uncertain") and r.get("cue")]
-    d = pd.DataFrame(rows, columns=["p", "present"])
-    g = d.groupby("p")["present"].agg(["mean", "size"])
-    return float((abs(g.index.to_numpy() - g["mean"].to_numpy()) * g["size"]).sum() / g["size"].sum())
-
-
 def test_bayes_radiologist_hedges_are_calibrated_probabilities(big: list) -> None:
     # default reader: the hedge written is its belief P(present | what it sees), so P(present | cue) ~ cue p
-    err_bayes = _hedge_calibration_error(big)
-    err_vis = _hedge_calibration_error(simulate(2500, vocab="chexpert14", seed=3, hedge_calibration="visibility"))
+    table, err_bayes = hedge_calibration(big)
+    _, err_vis = hedge_calibration(simulate(2500, vocab="chexpert14", seed=3, hedge_calibration="visibility"))
+    assert table["mentions"].sum() > 500 and table["present"].between(0, 1).all()
     assert err_bayes < 0.08
     assert err_vis > err_bayes + 0.04
     with pytest.raises(ValueError, match="hedge_calibration"):

@@ -327,11 +327,11 @@ def _check_data_source(cfg: Config) -> None:
 
 
 def _build_datasets(cfg: Config, seed: int) -> tuple[Dataset, Dataset, tuple[str, ...]]:
-    """Train / val datasets from the image cache and labels.parquet (the config's data section)."""
+    """Train / val datasets from the image cache and labels.parquet (the config's data section, already checked
+    by ``_check_data_source`` before the run folder was written)."""
     from repgls.data import CachedImageDataset
     from repgls.rates import read_labels
 
-    _check_data_source(cfg)
     d = cfg.data
     labels: Any = "official"
     if d.labels != "official":

@@ -34,7 +34,7 @@ from repgls.vocab import load_vocab
 
 PRIOR_STATES = ("none", "absent", "present-smaller", "present-larger", "same")
 PREVALENCE_MODES = ("default", "longtail")
-__all__ = ["CHANGE_OF_PRIOR", "PRIOR_STATES", "SIDE_WORD", "Study", "load_config", "make_phantom", "miner_agreement",
+__all__ = ["CHANGE_OF_PRIOR", "PRIOR_STATES", "SIDE_WORD", "Study", "hedge_calibration", "load_config", "make_phantom", "miner_agreement",
            "patient_splits", "render_study", "report_text", "resolve_prevalence", "simulate", "truth_frame"]
 _SPLIT_SEED, _PATIENT_SEED, _REPORT_SEED, _RENDER_SEED = 3, 1, 2, 4
 
@@ -458,6 +458,20 @@ def _write_tables(out: Path, studies: list[Study], split: dict[str, str], vocab:
 def report_text(study: Study) -> str:
     """The study's report as one text with FINDINGS / IMPRESSION headers (what a miner reads)."""
     return f"FINDINGS: {study.findings_text}\n\nIMPRESSION: {study.impression_text}\n"
+
+
+def hedge_calibration(studies: list[Study]) -> tuple[pd.DataFrame, float]:
+    """How well the reader's hedges are calibrated: per cue certainty p, P(finding present | cue).
+
+    Returns (table indexed by p with columns ``present`` = share truly present and ``mentions``, and the
+    mention-weighted mean |p - P(present | cue)|) over every reported hedged mention.
+    """
+    rows = [(r["certainty"], bool(s.truth[c]["present"])) for s in studies for c, r in s.reported.items()
+            if r.get("status") in ("positive", "uncertain") and r.get("cue")]
+    d = pd.DataFrame(rows, columns=["p", "present"])
+    g = d.groupby(d["p"].round(2))["present"].agg(present="mean", mentions="size")
+    err = float((abs(g.index.to_numpy() - g["present"].to_numpy()) * g["mentions"]).sum() / max(len(d), 1))
+    return g, err
 
 
 def miner_agreement(studies: list[Study], vocab: str = "chexpert14") -> dict[str, Any]:

@@ -110,9 +110,7 @@ class FindingsWriter:
         """Append a findings table (e.g. from the LLM miner); validated against FINDINGS_SCHEMA."""
         from repgls.mining.schema import validate_findings
 
-        table = validate_findings(table, "findings table")
-        cols = [table.column(c).to_pylist() for c in FINDINGS_COLUMNS]
-        self.write(reports, list(zip(*cols, strict=False)) if table.num_rows else [])
+        self.write(reports, validate_findings(table, "findings table"))
 
     def close(self) -> Path:
         """Finish the file and move it to its final name."""
