@@ -119,7 +119,7 @@ class _Findings:
         self.pf = None
         self.table: pa.Table | None = None
         if isinstance(source, (str, Path)):
-            self.where = where or str(source)
+            self.where = str(source)
             if not Path(source).is_file():
                 raise ValueError(f"{self.where}: file not found")
             try:
@@ -216,13 +216,12 @@ def _disagreements(a: pa.Table, b: pa.Table) -> dict[str, int]:
     """Per study: how many findings the two tables read differently (status differs, or only one has it)."""
     ka = a.select(["study_id", "finding", "status"]).rename_columns(["study_id", "finding", "status_a"])
     kb = b.select(["study_id", "finding", "status"]).rename_columns(["study_id", "finding", "status_b"])
+    import pyarrow.compute as pc
+
     j = ka.join(kb, keys=["study_id", "finding"], join_type="full outer")
-    out: dict[str, int] = {}
-    for sid, sa, sb in zip(j["study_id"].to_pylist(), j["status_a"].to_pylist(), j["status_b"].to_pylist(),
-                           strict=True):
-        if sa != sb:
-            out[sid] = out.get(sid, 0) + 1
-    return out
+    differ = pc.not_equal(pc.fill_null(j["status_a"], ""), pc.fill_null(j["status_b"], ""))
+    counts = pc.value_counts(j.filter(differ)["study_id"])
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
 
 
 def _class_counts(index: pa.Table) -> dict[str, dict[str, int]]:
@@ -328,7 +327,7 @@ def audit_page(findings: Any, reports: Any, out: str | Path, *, compare: Any = N
         raise ValueError("disagreements only needs a second findings table (--compare)")
     rep_name = str(reports) if isinstance(reports, (str, Path)) else "reports"
     fa = _Findings(findings)
-    fb = _Findings(compare, "compare") if compare is not None else None
+    fb = _Findings(compare, "compare findings") if compare is not None else None
     summary = AuditSummary(out=out)
     ia = fa.index()
     ib = fb.index() if fb is not None else None
