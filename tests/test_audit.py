@@ -171,6 +171,12 @@ def test_compare_lists_disagreements_first_side_by_side(world, tmp_path) -> None
     dis = [r["dis"] for r in data["reports"]]
     assert {r["id"]: r["dis"] for r in data["reports"] if r["dis"]} == truth and 0 < len(truth) < 60
     assert dis == sorted(dis, reverse=True)  # disagreements first, the most first
+    gaps = [r["dp"] for r in data["reports"] if not r["dis"]]
+    assert gaps == sorted(gaps, reverse=True)  # then same statuses with certainties >= delta_p apart
+    for r in data["reports"]:  # dp counted independently of the library's helper
+        pa_ = {m["f"]: m for m in r["a"]}
+        assert r["dp"] == sum(1 for m in r["b"] if m["f"] in pa_ and pa_[m["f"]]["s"] == m["s"]
+                              and abs(pa_[m["f"]]["p"] - m["p"]) >= data["delta_p"])
     assert summary.disagreements == len(truth) and len(data["labels"]) == 2
     r0 = data["reports"][0]
     assert {m["f"] for m in r0["a"]} == set(a[a.study_id == r0["id"]].finding)
@@ -188,6 +194,12 @@ def test_browser_disagreement_filter(world, tmp_path) -> None:
     d = dom(page, "#dis=1")
     assert body_attr(d, "visible") == n and d.count('<article class="card dis"') == n
     assert d.count('class="collabel"') == 2 * n  # both readings side by side
+    r = next(r for r in page_data(page)["reports"] if any(m["s"] == "uncertain" for m in r["a"]))
+    m = next(m for m in r["a"] if m["s"] == "uncertain")
+    d = dom(page, f"#report={r['id']}&status=uncertain")  # a link to one report opens its first matching mention
+    assert body_attr(d, "visible") == 1 and f'data-id="{r["id"]}"' in d
+    details = html.unescape(re.sub(r"<[^>]+>", "|", d.split('id="details"', 1)[1].split('<div class="box">', 1)[0]))
+    assert f"|{m['f']}|" in details and f"|{m['p']:.2f}|" in details and f"|{m['cue']}|" in details
 
 
 def test_filters_select_reports_before_rendering(world, tmp_path) -> None:

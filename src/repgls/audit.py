@@ -33,6 +33,7 @@ from repgls.mining.schema import FINDINGS_COLUMNS, STATUSES, empty_findings_tabl
 __all__ = ["DEFAULT_MAX_REPORTS", "AuditSummary", "Selection", "audit", "audit_page"]
 
 DEFAULT_MAX_REPORTS = 2000
+DELTA_P = 0.1  # same status, certainties this far apart: listed (after the status disagreements)
 MISMATCH_LIMIT = 0.5  # more than this share of placed mentions off the text: the wrong reports file
 INDEX_COLUMNS = ["study_id", "finding", "status", "certainty"]
 _PLACEHOLDER = "__AUDIT_DATA__"
@@ -123,7 +124,7 @@ class _Findings:
             if not Path(source).is_file():
                 raise ValueError(f"{self.where}: file not found")
             try:
-                self.pf = pq.ParquetFile(source)
+                self.pf = pq.ParquetFile(source, read_dictionary=INDEX_COLUMNS[:3])
             except (pa.ArrowInvalid, OSError) as e:
                 raise ValueError(f"{self.where}: not a readable Parquet findings table ({e})") from e
             schema = self.pf.schema_arrow
@@ -140,13 +141,16 @@ class _Findings:
         self.lexicon_version = str(meta.get("lexicon_version", ""))
 
     def index(self) -> pa.Table:
-        """The INDEX_COLUMNS of every row (light: no sentences)."""
+        """The INDEX_COLUMNS of every row, strings dictionary-encoded (light: 1.3 M rows take ~25 MB)."""
+        import pyarrow.compute as pc
+
         if self.pf is not None:
-            t = self.pf.read(columns=INDEX_COLUMNS)
+            t = self.pf.read(columns=INDEX_COLUMNS).unify_dictionaries()  # one dictionary over row groups
         else:
             t = self.table.select(INDEX_COLUMNS)
-        return t.cast(pa.schema([("study_id", pa.string()), ("finding", pa.string()), ("status", pa.string()),
-                                 ("certainty", pa.float32())]))
+        cols = [t[c] if pa.types.is_dictionary(t[c].type) else pc.dictionary_encode(t[c].cast(pa.string()))
+                for c in INDEX_COLUMNS[:3]]
+        return pa.table(dict(zip(INDEX_COLUMNS, [*cols, t["certainty"].cast(pa.float32())], strict=True)))
 
     def rows_for(self, ids: Iterable[str]) -> pa.Table:
         """Every column of the rows of these studies, streamed batch by batch and validated."""
@@ -212,16 +216,41 @@ def _pick_reports(reports: Any, read_kw: dict[str, Any], wanted: set[str] | None
     return _Picked(chosen=chosen, read=read, matched=matched, duplicates=dups, seen=seen)
 
 
-def _disagreements(a: pa.Table, b: pa.Table) -> dict[str, int]:
-    """Per study: how many findings the two tables read differently (status differs, or only one has it)."""
-    ka = a.select(["study_id", "finding", "status"]).rename_columns(["study_id", "finding", "status_a"])
-    kb = b.select(["study_id", "finding", "status"]).rename_columns(["study_id", "finding", "status_b"])
+def _codes(a: pa.ChunkedArray, b: pa.ChunkedArray) -> tuple[Any, Any, list[str]]:
+    """Integer codes of two string columns over one shared dictionary: (codes of a, codes of b, values)."""
     import pyarrow.compute as pc
 
-    j = ka.join(kb, keys=["study_id", "finding"], join_type="full outer")
-    differ = pc.not_equal(pc.fill_null(j["status_a"], ""), pc.fill_null(j["status_b"], ""))
-    counts = pc.value_counts(j.filter(differ)["study_id"])
-    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+    both = pa.chunked_array([*a.chunks, *b.chunks]) if a.type == b.type else \
+        pa.chunked_array([*a.cast(pa.string()).chunks, *b.cast(pa.string()).chunks])
+    if not pa.types.is_dictionary(both.type):
+        both = pc.dictionary_encode(both)
+    arr = pa.table({"c": both}).unify_dictionaries()["c"].combine_chunks()
+    idx = arr.indices.to_numpy(zero_copy_only=False).astype("int64")
+    return idx[:len(a)], idx[len(a):], arr.dictionary.to_pylist()
+
+
+def _disagreements(a: pa.Table, b: pa.Table) -> dict[str, int]:
+    """Per study: how many findings the two tables read differently (status differs, or only one has it).
+
+    Integer keys (study code x finding code) and a sorted search in numpy: a join of 1.6 M string rows would
+    take hundreds of MB; this takes tens.
+    """
+    import numpy as np
+
+    sa, sb, ids = _codes(a["study_id"], b["study_id"])
+    fa, fb, finds = _codes(a["finding"], b["finding"])
+    ta, tb, _ = _codes(a["status"], b["status"])
+    nf = max(len(finds), 1)
+    ka, kb = sa * nf + fa, sb * nf + fb
+    order = np.argsort(kb, kind="stable")
+    kb_sorted, tb_sorted = kb[order], tb[order]
+    pos = np.minimum(np.searchsorted(kb_sorted, ka), max(len(kb) - 1, 0))
+    found = (kb_sorted[pos] == ka) if len(kb) else np.zeros(len(ka), bool)
+    differ_a = ~found | (tb_sorted[pos] != ta) if len(kb) else ~found
+    only_b = ~np.isin(kb, ka)
+    studies = np.concatenate([ka[differ_a], kb[only_b]]) // nf
+    counts = np.bincount(studies, minlength=len(ids)) if len(studies) else np.zeros(len(ids), "int64")
+    return {ids[i]: int(counts[i]) for i in np.flatnonzero(counts)}
 
 
 def _class_counts(index: pa.Table) -> dict[str, dict[str, int]]:
@@ -386,9 +415,16 @@ def _reading_notes(picked: _Picked, ia: pa.Table, ib: pa.Table | None, sel: Sele
                              f"the page holds a sample of {cap:,} (seed {seed}, by {why})")
 
 
+def _certainty_gaps(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int:
+    """Findings both readings give the same status but certainties at least DELTA_P apart."""
+    pb = {m["f"]: (m["s"], m["p"]) for m in b}
+    return sum(1 for m in a if m["f"] in pb and pb[m["f"]][0] == m["s"] and abs(pb[m["f"]][1] - m["p"]) >= DELTA_P)
+
+
 def _page_data(picked: _Picked, fa: _Findings, fb: _Findings | None, dis: dict[str, int], sel: Selection,
                summary: AuditSummary, rep_name: str, ia: pa.Table, ib: pa.Table | None, seed: int) -> dict:
-    """The JSON blob of the page: chosen reports (disagreements first, then file order) and their mentions."""
+    """The JSON blob of the page: chosen reports and their mentions; with a second table, the reports with
+    most status disagreements first, then those with certainty gaps (>= DELTA_P), then file order."""
     texts = {sid: text for _r, sid, text in picked.chosen}
     rows_a = fa.rows_for(texts)
     ma, checked, bad = _mentions(rows_a, texts)
@@ -397,13 +433,13 @@ def _page_data(picked: _Picked, fa: _Findings, fb: _Findings | None, dis: dict[s
     if fb is not None:
         mb, checked, bad = _mentions(fb.rows_for(texts), texts)
         _check_offsets(checked, bad, fb.where, rep_name, summary.notes)
-    order = sorted(picked.chosen, key=lambda t: (-dis.get(t[1], 0) if fb is not None else 0, t[0]))
+    dp = {sid: _certainty_gaps(ma.get(sid, []), mb.get(sid, [])) for sid in texts} if fb is not None else {}
+    order = sorted(picked.chosen, key=lambda t: (-dis.get(t[1], 0), -dp.get(t[1], 0), t[0]))
     reps = []
     for _r, sid, text in order:
         rec: dict[str, Any] = {"id": sid, "text": text, "a": ma.get(sid, [])}
         if fb is not None:
-            rec["b"] = mb.get(sid, [])
-            rec["dis"] = dis.get(sid, 0)
+            rec.update(b=mb.get(sid, []), dis=dis.get(sid, 0), dp=dp[sid])
         reps.append(rec)
     summary.mentions = sum(len(r["a"]) + len(r.get("b", [])) for r in reps)
     summary.disagreements = sum(1 for r in reps if r.get("dis"))
@@ -412,7 +448,7 @@ def _page_data(picked: _Picked, fa: _Findings, fb: _Findings | None, dis: dict[s
         "version": 1, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "reports_file": Path(rep_name).name, "labels": [_label(fa, "A")] + ([_label(fb, "B")] if fb else []),
         "lexicon": [fa.lexicon_version] + ([fb.lexicon_version] if fb else []),
-        "selection": sel.describe(), "seed": seed, "notes": list(summary.notes), "classes": classes,
+        "selection": sel.describe(), "seed": seed, "delta_p": DELTA_P, "notes": list(summary.notes), "classes": classes,
         "file_counts": [_class_counts(ia)] + ([_class_counts(ib)] if ib is not None else []),
         "matched": summary.matched, "read": summary.reports_read, "reports": reps,
     }
