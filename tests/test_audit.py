@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from repgls.audit import DEFAULT_MAX_REPORTS, Selection, audit, audit_page, render_html
+from repgls.audit import DEFAULT_MAX_REPORTS, HARD_MAX_REPORTS, Selection, audit, audit_page, render_html
 from repgls.mining import mine_to_file
 from repgls.mining.readers import join_text
 
@@ -238,6 +238,14 @@ def test_cap_samples_down_deterministically_and_says_so(world, tmp_path) -> None
     s = audit_page(world["a"], world["reports"], tmp_path / "e.html", text_col=TEXT, sample=12, notify=None)
     assert s.shown == 12 and s.notes == ["60 reports match; the page holds a sample of 12 (seed 0, by --sample 12)"]
     assert DEFAULT_MAX_REPORTS == 2000
+    s = audit_page(world["a"], world["reports"], tmp_path / "f.html", text_col=TEXT, max_reports=HARD_MAX_REPORTS + 1,
+                   notify=None)
+    assert s.shown == 60 and s.notes == [f"--max-reports {HARD_MAX_REPORTS + 1:,} is above the ceiling of "
+                                         f"{HARD_MAX_REPORTS:,} reports per page; using {HARD_MAX_REPORTS:,} "
+                                         "(filter with --class / --status, or sample)"]
+    s = audit_page(world["a"], world["reports"], tmp_path / "g.html", text_col=TEXT, max_reports=3,
+                   selection=Selection(statuses=["negative"]), notify=None)
+    assert s.shown == 3 and s.notes[0].startswith(f"{s.matched} reports match (status negative); the page holds")
 
 
 def test_wrong_reports_file_is_refused_in_one_line(world, tmp_path) -> None:

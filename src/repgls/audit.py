@@ -30,9 +30,10 @@ import pyarrow as pa
 
 from repgls.mining.schema import FINDINGS_COLUMNS, STATUSES, empty_findings_table, validate_findings
 
-__all__ = ["DEFAULT_MAX_REPORTS", "AuditSummary", "Selection", "audit", "audit_page"]
+__all__ = ["DEFAULT_MAX_REPORTS", "HARD_MAX_REPORTS", "AuditSummary", "Selection", "audit", "audit_page"]
 
 DEFAULT_MAX_REPORTS = 2000
+HARD_MAX_REPORTS = 20000  # ~30 MB of page: what a browser still opens comfortably
 DELTA_P = 0.1  # same status, certainties this far apart: listed (after the status disagreements)
 MISMATCH_LIMIT = 0.5  # more than this share of placed mentions off the text: the wrong reports file
 INDEX_COLUMNS = ["study_id", "finding", "status", "certainty"]
@@ -362,6 +363,10 @@ def audit_page(findings: Any, reports: Any, out: str | Path, *, compare: Any = N
     ib = fb.index() if fb is not None else None
     dis = _disagreements(ia, ib) if ib is not None else {}
     wanted = _wanted(sel, ia, ib, dis)
+    if max_reports > HARD_MAX_REPORTS:
+        summary.notes.append(f"--max-reports {max_reports:,} is above the ceiling of {HARD_MAX_REPORTS:,} reports "
+                             f"per page; using {HARD_MAX_REPORTS:,} (filter with --class / --status, or sample)")
+        max_reports = HARD_MAX_REPORTS
     cap = min(sample or max_reports, max_reports)
     if sample is not None and sample > max_reports:
         summary.notes.append(f"--sample {sample:,} is above the cap of {max_reports:,} reports per page; "
@@ -411,7 +416,7 @@ def _reading_notes(picked: _Picked, ia: pa.Table, ib: pa.Table | None, sel: Sele
     if picked.matched > cap:
         why = f"--sample {sample:,}" if sample is not None and sample <= max_reports else \
             f"the cap of {max_reports:,} reports per page (--max-reports)"
-        summary.notes.append(f"{picked.matched:,} reports match{' ' + sel.describe() if sel.describe() else ''}; "
+        summary.notes.append(f"{picked.matched:,} reports match{f' ({sel.describe()})' if sel.describe() else ''}; "
                              f"the page holds a sample of {cap:,} (seed {seed}, by {why})")
 
 

@@ -40,8 +40,8 @@ def audit_cmd(
                                                help="Only reports with a mention of certainty <= this."),
     disagreements_only: bool = typer.Option(False, "--disagreements-only",
                                             help="With --compare: only the reports where the two disagree."),
-    max_reports: int = typer.Option(2000, "--max-reports", min=1, help="Cap on reports in one page; past it "
-                                    "the matching reports are sampled down (a line says so)."),
+    max_reports: int = typer.Option(2000, "--max-reports", min=1, help="Cap on reports in one page (at most "
+                                    "20000); past it the matching reports are sampled down (a line says so)."),
     id_col: str | None = typer.Option(None, "--id-col", help="Id column, as given to repgls mine."),
     text_col: str | None = typer.Option(None, "--text-col", help="Text column(s), as given to repgls mine "
                                         "('findings,impression'), so that the offsets index the same text."),
