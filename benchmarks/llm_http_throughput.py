@@ -29,7 +29,7 @@ def main() -> None:
 
     from repgls.mining.llm import mine_llm, run_info
     from repgls.mining.llm_tiny import build_tiny_model
-    from repgls.serve import spawn_server, wait_ready
+    from repgls.mining.server import spawn_server, wait_ready
     from repgls.vocab import load_vocab
 
     torch.set_num_threads(args.threads)

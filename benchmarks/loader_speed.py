@@ -107,7 +107,7 @@ def main() -> None:
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
     from repgls.data.cache import prepare_cache
-    from repgls.data.dataset import CachedImageDataset
+    from repgls.data.torch_dataset import CachedImageDataset
 
     torch.set_num_threads(1)
     print(f"# loader_speed torch {torch.__version__}, "

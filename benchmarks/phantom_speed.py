@@ -6,7 +6,7 @@ fair per-core figure; wall-clock figures are printed beside them, and the load a
 runs ``--repeat`` times, the loops taking turns, and the best run is kept (other processes only ever slow
 a run down).
 
-PNG encoders timed: ``encode_png`` (repgls.data.phantom_render: Up filter + Huffman-only zlib), the same
+PNG encoders timed: ``encode_png`` (repgls.data.phantom.render: Up filter + Huffman-only zlib), the same
 uncompressed (``compress=False``) and Pillow ``save(format="PNG", compress_level=1)`` (what
 ``make_phantom`` writes as of this version).
 """
@@ -21,7 +21,7 @@ import time
 from PIL import Image
 
 from repgls.data.phantom import render_study, simulate
-from repgls.data.phantom_render import encode_png
+from repgls.data.phantom.render import encode_png
 
 
 def _best(fns: dict, repeat: int) -> dict:

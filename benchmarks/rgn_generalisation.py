@@ -25,8 +25,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from repgls.mining import mine, mine_report
-from repgls.rates.mapping import gls_rate, gls_target
-from repgls.rates.rgn import mention_targets, train_rgn
+from repgls.rating.mapping import gls_rate, gls_target
+from repgls.rating.rgn import mention_targets, train_rgn
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REPORTS = REPO.parent / "shared" / "data" / "openi-dev" / "indiana_reports.dev.csv"

@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repgls.bench import (
-    TABLE_COLUMNS,
+from repgls.benchmarking import (
     MethodSpec,
     bench_table,
     load_bench_config,
-    run_bench,
+    table_columns,
     table_markdown,
     trainer_config,
+)
+from repgls.benchmarking import (
+    bench as run_bench,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +73,7 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
 
 
 def test_trainer_config_merges_base_method_and_seed(tmp_path: Path) -> None:
-    from repgls.bench import World, WorldSpec
+    from repgls.benchmarking import World, WorldSpec
     from repgls.config import config_from_dict
 
     bench = load_bench_config(CONFIGS / "phantom-small.yaml")
@@ -92,7 +94,7 @@ def test_trainer_config_merges_base_method_and_seed(tmp_path: Path) -> None:
 
 
 def _fake_eval(seed: int, shift: float) -> dict:
-    from repgls.metrics import evaluate
+    from repgls.metrics import score
     from repgls.vocab import load_vocab
 
     voc = load_vocab("chexpert14")
@@ -100,8 +102,8 @@ def _fake_eval(seed: int, shift: float) -> dict:
     y = (rng.random((200, len(voc.classes))) < 0.3).astype(float)
     p = np.clip(0.5 * y + shift * rng.random(y.shape), 0, 1)
     return {
-        "report_labels": evaluate(y, p, voc.classes, groups=voc, val_y=y, val_scores=p),
-        "truth": evaluate(y, np.clip(p + 0.1 * rng.random(y.shape), 0, 1), voc.classes, groups=voc),
+        "report_labels": score(y, p, voc.classes, groups=voc, val_y=y, val_scores=p),
+        "truth": score(y, np.clip(p + 0.1 * rng.random(y.shape), 0, 1), voc.classes, groups=voc),
     }
 
 
@@ -117,7 +119,7 @@ def test_bench_table_mean_std() -> None:
     )
     md = table_markdown(tab)
     lines = md.strip().splitlines()
-    assert len(lines) == 4 and all(c in lines[0] for c, *_ in TABLE_COLUMNS)
+    assert len(lines) == 4 and all(c in lines[0] for c, *_ in table_columns())
     assert "±" in lines[2] and lines[2].startswith("| a | 2 |")
     assert "**" in md  # best per column in bold
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from fakes import fake_xray, make_nih, make_table, save_png
+from repgls.data.adapters import create_dataset
 from repgls.data.cache import DONE, FAILED, open_images, prepare_cache, read_meta, read_status
-from repgls.data.datasets import create_dataset
 from repgls.data.images import load_resized
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from fakes import make_nih, make_table
+from repgls.data.adapters import create_dataset
 from repgls.data.cache import open_images, prepare_cache
-from repgls.data.dataset import CachedImageDataset
-from repgls.data.datasets import create_dataset
 from repgls.data.images import normalize
+from repgls.data.torch_dataset import CachedImageDataset
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_official_labels_from_nih_index(tmp_path):
 
 
 def test_xray_augment_identity_and_range():
-    from repgls.data.dataset import XrayAugment
+    from repgls.data.torch_dataset import XrayAugment
 
     img = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 40, 40), dtype=np.uint8))
     ident = XrayAugment(40, scale=(1, 1), ratio=(1, 1), degrees=0, translate=0, brightness=0, contrast=0)

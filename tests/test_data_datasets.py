@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakes import CHEXPERT_LABELS, MIMIC_LABELS, make_chexpert, make_mimic, make_nih, make_openi, make_table
-from repgls.data.datasets import (
+from repgls.data.adapters import (
     INDEX_COLUMNS,
     align_labels,
     assign_splits,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from repgls.data.adapters import NIH_CLASSES, create_dataset
 from repgls.data.cache import open_images, prepare_cache, read_meta
-from repgls.data.datasets import NIH_CLASSES, create_dataset
 from repgls.data.images import load_resized, read_image
 
 pytestmark = pytest.mark.external
@@ -59,7 +59,7 @@ def test_real_nih_cache_and_dataset(nih_index, tmp_path):
     assert meta["n_done"] == 9 and meta["n_failed"] == 0 and read_meta(tmp_path / "c")["complete"]
     mm = open_images(tmp_path / "c")
     assert (mm.reshape(9, -1).std(axis=1) > 20).all()
-    from repgls.data.dataset import CachedImageDataset
+    from repgls.data.torch_dataset import CachedImageDataset
 
     ds = CachedImageDataset(tmp_path / "c", labels="official")
     card = ds.classes.index("Cardiomegaly")

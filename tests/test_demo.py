@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import roc_auc_score
 
-from repgls.demo import FINDING_COLUMNS, mine_samples, run_demo, sample_reports_path
+from repgls.benchmarking.demo import FINDING_COLUMNS, mine_samples, sample_reports_path
+from repgls.benchmarking.demo import demo as run_demo
 from repgls.vocab import load_vocab
 
 SMALL = {"n": 80, "size": 64, "epochs": 1, "seed": 0}

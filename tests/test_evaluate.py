@@ -1,4 +1,4 @@
-"""``repgls eval`` / ``repgls.evaluate.evaluate_run`` on a tiny run trained for real.
+"""``repgls eval`` / ``repgls.evaluation.evaluate`` on a tiny run trained for real.
 
 The run comes from the whole pipeline at toy size: a phantom world (``repgls.data.phantom``) -> rule miner ->
 ``rates`` -> ``prepare_cache`` -> ``repgls.train`` with configs/phantom-tiny.yaml (LU-ViT tiny, 64 px, a few
@@ -33,12 +33,12 @@ def build_tiny_run(root: Path) -> dict:
         return _BUILT["run"]
     import pyarrow.parquet as pq
 
+    from repgls.data.adapters import create_dataset
     from repgls.data.cache import prepare_cache
-    from repgls.data.datasets import create_dataset
     from repgls.data.phantom import make_phantom
     from repgls.mining import mine
-    from repgls.rates import rates, write_labels
-    from repgls.train import train
+    from repgls.rating import rates, write_labels
+    from repgls.training import train
 
     world = root / "world"
     make_phantom(world, n=110, size=64, seed=1)
@@ -63,9 +63,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def evaluated(tiny_run) -> dict:
     """One full evaluation (auto-detected truth, bootstrap, CAMs, report) shared by the tests below."""
-    from repgls.evaluate import evaluate_run
+    from repgls.evaluation import evaluate
 
-    res = evaluate_run(tiny_run["run"], split="test", n_boot=30, cams=3, device="cpu")
+    res = evaluate(tiny_run["run"], split="test", n_boot=30, cams=3, device="cpu")
     return {"res": res, "out": tiny_run["run"] / "eval-test"}
 
 
@@ -98,7 +98,7 @@ def test_metrics_json_has_both_sets(tiny_run, evaluated):
     assert m["checkpoint"]["name"] == "best" and m["checkpoint"]["step"] >= 1
 
     # Report-label counts recomputed from labels.parquet (per study; NaN = ignored).
-    from repgls.rates import read_labels
+    from repgls.rating import read_labels
 
     lab = read_labels(tiny_run["labels"])
     pos = {s: i for i, s in enumerate(lab.study_ids)}
@@ -177,9 +177,9 @@ def test_report_html_self_contained_with_truth_and_cams(evaluated):
 
 
 def test_no_truth_uses_report_typicality(tiny_run, tmp_path):
-    from repgls.evaluate import evaluate_run
+    from repgls.evaluation import evaluate
 
-    res = evaluate_run(tiny_run["run"], truth=False, n_boot=0, cams=0, out_dir=tmp_path / "ev", report=False,
+    res = evaluate(tiny_run["run"], truth=False, n_boot=0, cams=0, out_dir=tmp_path / "ev", report=False,
                        device="cpu")
     assert res["truth"] is None and res["truth_path"] is None
     assert res["typicality"]["source"] == "findings"  # findings.parquet beside labels.parquet
@@ -189,7 +189,7 @@ def test_no_truth_uses_report_typicality(tiny_run, tmp_path):
     # Typicality counts come from the findings table's typicality of the test studies' positives.
     f = pd.read_parquet(tiny_run["findings"])
     test = _test_rows(tiny_run)
-    from repgls.rates import read_labels
+    from repgls.rating import read_labels
 
     lab = read_labels(tiny_run["labels"])
     pos = {s: i for i, s in enumerate(lab.study_ids)}
@@ -203,7 +203,7 @@ def test_no_truth_uses_report_typicality(tiny_run, tmp_path):
 
 
 def test_truth_matrix_rule():
-    from repgls.evaluate import truth_matrix
+    from repgls.evaluation import truth_matrix
 
     truth = pd.DataFrame({
         "image_id": ["a", "a", "b", "b", "c"],
@@ -242,16 +242,16 @@ def test_cli_eval(tiny_run, tmp_path):
 
 
 def test_clear_errors(tiny_run, tmp_path):
-    from repgls.evaluate import evaluate_run, load_run
+    from repgls.evaluation import evaluate, load_run
 
     with pytest.raises(ValueError, match="no images of split 'nope'"):
-        evaluate_run(tiny_run["run"], split="nope", n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
+        evaluate(tiny_run["run"], split="nope", n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
     with pytest.raises(FileNotFoundError, match="truth file not found"):
-        evaluate_run(tiny_run["run"], truth=tmp_path / "none.parquet", n_boot=0, cams=0, out_dir=tmp_path)
+        evaluate(tiny_run["run"], truth=tmp_path / "none.parquet", n_boot=0, cams=0, out_dir=tmp_path)
     other = tmp_path / "other_truth.parquet"
     pd.DataFrame({"image_id": ["zz"], "finding": ["Edema"], "present": [True]}).to_parquet(other)
     with pytest.raises(ValueError, match=r"none of the \d+ images of split 'test'"):
-        evaluate_run(tiny_run["run"], truth=other, n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
+        evaluate(tiny_run["run"], truth=other, n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
     with pytest.raises(ValueError, match="does not fit model 'lu_vit_tiny'"):
         load_run(tiny_run["run"], image_size=32, device="cpu")
     with pytest.raises(FileNotFoundError, match="not a run folder"):

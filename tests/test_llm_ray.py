@@ -22,7 +22,7 @@ OPTS = {"max_findings": 2, "max_string": 24, "max_tokens": 1024}
 @pytest.fixture(scope="module")
 def served_model(tmp_path_factory):
     from repgls.mining.llm_tiny import build_tiny_model
-    from repgls.serve import spawn_server, wait_ready
+    from repgls.mining.server import spawn_server, wait_ready
 
     model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen3-tiny", seed=2)
     proc, port = spawn_server(model, None, "--served-model-name", "tiny")

@@ -88,7 +88,7 @@ def test_raw_generation_is_schema_valid_json(tiny_model) -> None:
 def servers(tiny_model):
     """Two `repgls serve` subprocesses started together on free loopback ports: a normal one (API key
     "secret") and one that crashes after 2 completions (--max-requests 2)."""
-    from repgls.serve import spawn_server, wait_ready
+    from repgls.mining.server import spawn_server, wait_ready
 
     started = [spawn_server(tiny_model, None, "--served-model-name", "tiny", "--api-key", "secret"),
                spawn_server(tiny_model, None, "--served-model-name", "tiny", "--max-requests", "2")]

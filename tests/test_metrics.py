@@ -43,7 +43,7 @@ def test_undefined_auc_is_nan_with_reason_and_excluded_from_mean():
     assert math.isnan(auc[1]) and reasons[1] == "no positives"
     assert math.isnan(auc[2]) and reasons[2] == "no labelled rows"
     assert M.mean_auc(y, s) == pytest.approx(auc[0])
-    res = M.evaluate(y, s, ["a", "b", "c"])
+    res = M.score(y, s, ["a", "b", "c"])
     assert res["per_class"]["b"]["auc"] is None and res["per_class"]["b"]["auc_reason"] == "no positives"
     assert res["summary"]["n_auc_defined"] == 1
 
@@ -66,7 +66,7 @@ def test_choose_thresholds_maximises_balanced_accuracy_then_applies_to_test():
     for k in range(y_test.shape[1]):
         m = np.isfinite(y_test[:, k])
         assert got[k] == pytest.approx(balanced_accuracy_score(y_test[m, k], s_test[m, k] >= thr[k]))
-    res = M.evaluate(y_test, s_test, list("abcd"), val_y=y_val, val_scores=s_val)
+    res = M.score(y_test, s_test, list("abcd"), val_y=y_val, val_scores=s_val)
     assert res["settings"]["threshold_source"] == "validation"
     assert res["summary"]["bacc"] == pytest.approx(got.mean())
     assert [res["per_class"][c]["threshold"] for c in "abcd"] == pytest.approx(thr.tolist())
@@ -80,7 +80,7 @@ def test_bacc_logit0_is_ltml_rule():
         tpr = np.mean(logits[m, k][y[m, k] == 1] > 0)
         tnr = np.mean(logits[m, k][y[m, k] == 0] <= 0)
         assert got[k] == pytest.approx((tpr + tnr) / 2)
-    res = M.evaluate(y, s, list("abcd"))
+    res = M.score(y, s, list("abcd"))
     assert res["summary"]["bacc_logit0"] == pytest.approx(got.mean())
     assert res["summary"]["bacc"] is None and res["settings"]["threshold_source"] == "none"
 
@@ -89,7 +89,7 @@ def test_groups_from_vocabulary_and_dicts():
     vocab = load_vocab("ltml39")
     k = len(vocab.classes)
     y, s, _ = _data(n=400, k=k, seed=4, nan_frac=0.0)
-    res = M.evaluate(y, s, vocab.classes, groups=vocab, thresholds=0.5)
+    res = M.score(y, s, vocab.classes, groups=vocab, thresholds=0.5)
     auc = np.array([res["per_class"][c]["auc"] for c in vocab.classes], dtype=float)
     for g in ("head", "medium", "tail"):
         idx = vocab.group_indices(g)
@@ -112,7 +112,7 @@ def test_auc_fg_hand_computed():
     typ = np.array([[0], [0], [1], [1], [1], [1]], dtype=float)
     auc_fg, reasons = M.per_class_auc_fg(y, s, typ)
     assert auc_fg[0] == pytest.approx(4 / 6) and reasons[0] is None
-    res = M.evaluate(y, s, ["x"], typical=typ)
+    res = M.score(y, s, ["x"], typical=typ)
     assert res["summary"]["mean_auc_fg"] == pytest.approx(4 / 6)
     assert res["per_class"]["x"]["n_typical"] == 3 and res["per_class"]["x"]["n_atypical"] == 2
     only_typical = np.where(y == 1, 1.0, np.nan)
@@ -140,7 +140,7 @@ def test_ece_hand_computed_and_bins_match_sklearn():
 
 def test_summary_calibration_pools_labelled_entries():
     y, s, _ = _data(seed=6)
-    res = M.evaluate(y, s, list("abcd"), n_bins=10)
+    res = M.score(y, s, list("abcd"), n_bins=10)
     m = np.isfinite(y)
     assert res["summary"]["brier"] == pytest.approx(brier_score_loss(y[m], s[m]))
     assert res["summary"]["ece"] == pytest.approx(M.expected_calibration_error(y[m], s[m], 10))
@@ -171,7 +171,7 @@ def test_bootstrap_replicate_equals_metrics_of_resampled_rows():
     reps = M._replicate_metrics(y, s, w, thr, typ, {"head": [0, 1]}, 15)
     for b in range(3):
         rows = np.repeat(np.arange(len(y)), w[b].astype(int))
-        ref = M.evaluate(y[rows], s[rows], list("abcd"), groups={"head": ["a", "b"]}, typical=typ[rows],
+        ref = M.score(y[rows], s[rows], list("abcd"), groups={"head": ["a", "b"]}, typical=typ[rows],
                          thresholds=thr)
         for key in ("mean_auc", "bacc", "bacc_logit0", "mean_auc_fg", "ece", "brier"):
             assert reps[key][b] == pytest.approx(ref["summary"][key]), key
@@ -180,9 +180,9 @@ def test_bootstrap_replicate_equals_metrics_of_resampled_rows():
 
 def test_bootstrap_ci_deterministic_and_brackets_estimate():
     y, s, _ = _data(n=400, seed=8)
-    a = M.evaluate(y, s, list("abcd"), thresholds=0.5, n_boot=200, seed=3)
-    b = M.evaluate(y, s, list("abcd"), thresholds=0.5, n_boot=200, seed=3)
-    c = M.evaluate(y, s, list("abcd"), thresholds=0.5, n_boot=200, seed=4)
+    a = M.score(y, s, list("abcd"), thresholds=0.5, n_boot=200, seed=3)
+    b = M.score(y, s, list("abcd"), thresholds=0.5, n_boot=200, seed=3)
+    c = M.score(y, s, list("abcd"), thresholds=0.5, n_boot=200, seed=4)
     assert a == b and a["summary"]["mean_auc_ci"] != c["summary"]["mean_auc_ci"]
     lo, hi = a["summary"]["mean_auc_ci"]
     assert lo < a["summary"]["mean_auc"] < hi and hi - lo < 0.15
@@ -192,16 +192,16 @@ def test_bootstrap_ci_deterministic_and_brackets_estimate():
     np.testing.assert_allclose(small["mean_auc"], a["summary"]["mean_auc_ci"])
 
 
-def test_evaluate_is_json_serialisable_and_tables():
+def test_score_is_json_serialisable_and_tables():
     y, s, _ = _data(seed=9)
-    res = M.evaluate(y, s, list("abcd"), groups={"a": "head", "b": "tail"}, thresholds=0.4, n_boot=20)
+    res = M.score(y, s, list("abcd"), groups={"a": "head", "b": "tail"}, thresholds=0.4, n_boot=20)
     text = json.dumps(res, allow_nan=False)
     assert json.loads(text) == res
     df = M.metrics_table(res)
     assert list(df.index) == list("abcd")
     assert df.loc["c", "auc"] == pytest.approx(res["per_class"]["c"]["auc"])
     assert df.loc["a", "auc_lo"] == pytest.approx(res["per_class"]["a"]["auc_ci"][0])
-    runs = [M.evaluate(*_data(seed=i)[:2], list("abcd"), thresholds=0.5) for i in range(3)]
+    runs = [M.score(*_data(seed=i)[:2], list("abcd"), thresholds=0.5) for i in range(3)]
     tab = M.summary_table({"bce": runs, "one": runs[0]})
     vals = [r["summary"]["mean_auc"] for r in runs]
     assert tab.loc["bce", "mean_auc_mean"] == pytest.approx(np.mean(vals))
@@ -212,10 +212,10 @@ def test_evaluate_is_json_serialisable_and_tables():
 def test_input_errors():
     y, s, _ = _data(k=2)
     with pytest.raises(ValueError, match="1, 0 or NaN"):
-        M.evaluate(np.full((3, 1), 2.0), np.full((3, 1), 0.5), ["a"])
+        M.score(np.full((3, 1), 2.0), np.full((3, 1), 0.5), ["a"])
     with pytest.raises(ValueError, match="probabilities"):
-        M.evaluate(y, s * 3, ["a", "b"])
+        M.score(y, s * 3, ["a", "b"])
     with pytest.raises(ValueError, match="class names"):
-        M.evaluate(y, s, ["a"])
+        M.score(y, s, ["a"])
     with pytest.raises(ValueError, match="shape"):
-        M.evaluate(y, s[:, :1], ["a", "b"])
+        M.score(y, s[:, :1], ["a", "b"])

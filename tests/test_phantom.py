@@ -20,8 +20,8 @@ from repgls.data.phantom import (
     resolve_prevalence,
     simulate,
 )
-from repgls.data.phantom_render import grid, render
-from repgls.data.phantom_report import belief_tables
+from repgls.data.phantom.radiologist import belief_tables
+from repgls.data.phantom.render import grid, render
 from repgls.vocab import load_vocab
 
 CFG = load_config()
@@ -291,7 +291,8 @@ def test_every_class_of_the_vocabulary_is_drawn(vocab: str) -> None:
     voc = load_vocab(vocab)
     sim = simulate(1, seed=4)[0]
     base = render(dict(sim.spec, findings=[]), 128, 0).astype(int)
-    from repgls.data.phantom import _onset_extras, _render_finding
+    from repgls.data.phantom.study import onset_extras as _onset_extras
+    from repgls.data.phantom.study import render_finding as _render_finding
 
     rng = np.random.default_rng(0)
     for c in voc.classes:
@@ -341,7 +342,7 @@ def test_encode_png_roundtrip_and_fast_paths() -> None:
 
     from PIL import Image
 
-    from repgls.data.phantom_render import _gauss_blur, _noise_table, _upsample2, encode_png
+    from repgls.data.phantom.render import _gauss_blur, _noise_table, _upsample2, encode_png
 
     st = simulate(3, seed=0)
     img, _ = render_study(st[1], size=128, seed=1)

@@ -1,4 +1,4 @@
-"""``repgls predict`` / ``repgls.evaluate.predict`` on the tiny run of test_evaluate.py (built once per session).
+"""``repgls predict`` / ``repgls.evaluation.predict`` on the tiny run of test_evaluate.py (built once per session).
 
 Checks: the same image gives the same probabilities through predict (PNG file) and through the training cache
 (prepare_cache + CachedImageDataset), also for a non-square PNG that must be resized; a 16-bit DICOM made with
@@ -25,14 +25,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def loaded(tiny_run):
-    from repgls.evaluate import load_run
+    from repgls.evaluation import load_run
 
     return load_run(tiny_run["run"], device="cpu")
 
 
 def _cache_probs(lr, cache_dir: Path, split: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Probabilities of the model on a cache's images through CachedImageDataset (the training input path)."""
-    from repgls.data.dataset import CachedImageDataset
+    from repgls.data.torch_dataset import CachedImageDataset
 
     ds = CachedImageDataset(cache_dir, labels=None, split=split, augment=False)
     x = torch.stack([ds[i]["image"] for i in range(len(ds))])
@@ -47,7 +47,7 @@ def _columns(classes) -> list[str]:
 
 
 def test_png_matches_cache(tiny_run, loaded, tmp_path):
-    from repgls.evaluate import predict
+    from repgls.evaluation import predict
 
     p_cache, index = _cache_probs(loaded, tiny_run["cache"], "test")
     paths = index["path"].tolist()[:6]
@@ -72,7 +72,7 @@ def test_resized_png_matches_prepared_cache(tiny_run, loaded, tmp_path):
     from PIL import Image
 
     from repgls.data.cache import prepare_cache
-    from repgls.evaluate import predict
+    from repgls.evaluation import predict
 
     rng = np.random.default_rng(0)
     paths = []
@@ -95,7 +95,7 @@ def test_dicom_matches_png(tiny_run, loaded, tmp_path):
     from PIL import Image
 
     from repgls.data.images import read_image
-    from repgls.evaluate import predict
+    from repgls.evaluation import predict
 
     src = pd.read_parquet(tiny_run["cache"] / "index.parquet")["path"].iloc[0]
     u8 = read_image(src).astype(np.float64)
@@ -112,8 +112,8 @@ def test_dicom_matches_png(tiny_run, loaded, tmp_path):
 
 
 def test_values_and_certainty_rule(tiny_run, loaded):
-    from repgls.evaluate import expected_certainty, predict
-    from repgls.rates.mapping import gls_rate
+    from repgls.evaluation import expected_certainty, predict
+    from repgls.rating.mapping import gls_rate
 
     paths = pd.read_parquet(tiny_run["cache"] / "index.parquet")["path"].tolist()[:4]
     df = predict(tiny_run["run"], paths, device="cpu")
@@ -168,7 +168,7 @@ def test_folders_bad_files_and_errors(tiny_run, tmp_path):
     import shutil
 
     from repgls.data.images import ImageReadError
-    from repgls.evaluate import predict
+    from repgls.evaluation import predict
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -201,7 +201,7 @@ def test_run_without_cache_and_plain_classifier(tiny_run, loaded, tmp_path):
     import yaml
     from safetensors.torch import save_file
 
-    from repgls.evaluate import load_run, predict
+    from repgls.evaluation import load_run, predict
     from repgls.models import create_model
 
     paths = pd.read_parquet(tiny_run["cache"] / "index.parquet")["path"].tolist()[:2]

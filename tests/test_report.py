@@ -1,4 +1,4 @@
-"""repgls.report: one self-contained, valid HTML file holding every section it was given data for."""
+"""repgls.html_report: one self-contained, valid HTML file holding every section it was given data for."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repgls.metrics import evaluate
-from repgls.report import SECTIONS, write_report
+from repgls.html_report import SECTIONS, write_report
+from repgls.metrics import score
 
 CLASSES = ["Atelectasis", "Edema", "Nodule", "Hernia"]
 GROUPS = {"Atelectasis": "head", "Edema": "head", "Nodule": "medium", "Hernia": "tail"}
@@ -79,14 +79,14 @@ def _parse(path: Path) -> _Checker:
 
 def test_full_report_is_self_contained_valid_and_has_every_section(tmp_path):
     truth, rep, typ, s = _world(0)
-    res = evaluate(rep, s, CLASSES, groups=GROUPS, typical=typ, thresholds=0.5, n_boot=30)
-    tru = evaluate(truth, s, CLASSES, groups=GROUPS, typical=typ, thresholds=0.5, n_boot=30)
+    res = score(rep, s, CLASSES, groups=GROUPS, typical=typ, thresholds=0.5, n_boot=30)
+    tru = score(truth, s, CLASSES, groups=GROUPS, typical=typ, thresholds=0.5, n_boot=30)
     runs, runs_t = {}, {}
     for m in ("bce", "gls"):
         for seed in range(2):
             t2, r2, _, s2 = _world(10 + seed, 80)
-            runs.setdefault(m, []).append(evaluate(r2, s2, CLASSES, groups=GROUPS, thresholds=0.5))
-            runs_t.setdefault(m, []).append(evaluate(t2, s2, CLASSES, groups=GROUPS, thresholds=0.5))
+            runs.setdefault(m, []).append(score(r2, s2, CLASSES, groups=GROUPS, thresholds=0.5))
+            runs_t.setdefault(m, []).append(score(t2, s2, CLASSES, groups=GROUPS, thresholds=0.5))
     cam_dir = tmp_path / "cams"
     cam_dir.mkdir()
     Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(cam_dir / "img0001__Edema.png")
@@ -117,7 +117,7 @@ def test_full_report_is_self_contained_valid_and_has_every_section(tmp_path):
 
 def test_minimal_reports(tmp_path):
     _, rep, _, s = _world(1)
-    res = evaluate(rep, s, CLASSES)  # no groups, no thresholds, no typicality, no bootstrap
+    res = score(rep, s, CLASSES)  # no groups, no thresholds, no typicality, no bootstrap
     out = write_report(tmp_path / "r.html", res)
     chk = _parse(out)
     assert chk.sections == ["summary", "auc-bars", "per-class", "definitions"]
@@ -134,7 +134,7 @@ def test_minimal_reports(tmp_path):
 def test_undefined_class_is_reported_not_dropped(tmp_path):
     _, rep, _, s = _world(2)
     rep[:, 3] = np.where(np.isfinite(rep[:, 3]), 0.0, np.nan)  # Hernia: no positives
-    res = evaluate(rep, s, CLASSES, groups=GROUPS)
+    res = score(rep, s, CLASSES, groups=GROUPS)
     out = write_report(tmp_path / "r.html", res, y_true=rep, scores=s)
     _parse(out)
     assert "no positives" in out.read_text(encoding="utf-8")

@@ -10,9 +10,9 @@ import pytest
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-from repgls.rates import rates, write_labels
-from repgls.rates.labels import LabelTable
-from repgls.rates.rgn import RGN, mention_targets, predict_findings, train_rgn
+from repgls.rating import rates, write_labels
+from repgls.rating.labels import LabelTable
+from repgls.rating.rgn import RGN, mention_targets, predict_findings, train_rgn
 
 SENTENCES = [  # (finding, status, certainty, sentence): synthetic wording
     ("Cardiomegaly", "positive", 1.0, "The heart is enlarged."),

@@ -36,7 +36,7 @@ def make_square_world(root: Path, n_train: int = 96, n_val: int = 48, size: int 
     from PIL import Image
 
     from repgls.data.cache import prepare_cache
-    from repgls.rates import LabelTable, write_labels
+    from repgls.rating import LabelTable, write_labels
 
     rng = np.random.default_rng(seed)
     n = n_train + n_val
@@ -230,7 +230,7 @@ def test_schedule_accumulation_ema_and_rate_head(squares, tmp_path):
 
 
 def test_lr_factor_shape():
-    from repgls.train import _lr_factor
+    from repgls.training.optim import lr_factor as _lr_factor
 
     f = [_lr_factor(s, 100, 10, 0.0, "cosine", 0.01) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)

@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 
 from fakes import make_chexpert, make_mimic, make_nih, make_openi, make_table
 from repgls.cli import app
-from repgls.data.datasets import CHEXPERT_CLASSES, MIMIC_CLASSES, NIH_CLASSES, create_dataset
+from repgls.data.adapters import CHEXPERT_CLASSES, MIMIC_CLASSES, NIH_CLASSES, create_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -157,11 +157,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(squares, tmp_path):
 
 
 def test_checkpoint_commit_survives_crash_at_each_point(tmp_path, monkeypatch):
-    import repgls.train as T
+    import repgls.training.checkpoint as T
 
     ck = tmp_path / "checkpoints"
     w1 = {"w": torch.ones(3)}
-    T._save_checkpoint(ck, "last", w1, {"step": 1}, {"step": 1})
+    T.save_checkpoint(ck, "last", w1, {"step": 1}, {"step": 1})
     real_replace = os.replace
 
     def crash_on(name):
@@ -175,7 +175,7 @@ def test_checkpoint_commit_survives_crash_at_each_point(tmp_path, monkeypatch):
     # crash before the commit point (while publishing the pending marker): the old checkpoint stays
     monkeypatch.setattr(T.os, "replace", crash_on("last.pending.json"))
     with pytest.raises(KeyboardInterrupt):
-        T._save_checkpoint(ck, "last", {"w": torch.full((3,), 2.0)}, {"step": 2}, {"step": 2})
+        T.save_checkpoint(ck, "last", {"w": torch.full((3,), 2.0)}, {"step": 2}, {"step": 2})
     monkeypatch.setattr(T.os, "replace", real_replace)
     assert T.load_checkpoint_meta(tmp_path)["step"] == 1
     assert torch.load(ck / "last.state.pt", weights_only=False)["step"] == 1
@@ -184,7 +184,7 @@ def test_checkpoint_commit_survives_crash_at_each_point(tmp_path, monkeypatch):
     # crash after the commit point (between the renames): loading finishes the commit
     monkeypatch.setattr(T.os, "replace", crash_on("last.state.pt"))
     with pytest.raises(KeyboardInterrupt):
-        T._save_checkpoint(ck, "last", {"w": torch.full((3,), 3.0)}, {"step": 3}, {"step": 3})
+        T.save_checkpoint(ck, "last", {"w": torch.full((3,), 3.0)}, {"step": 3}, {"step": 3})
     monkeypatch.setattr(T.os, "replace", real_replace)
     assert (ck / "last.pending.json").exists()
     assert T.load_checkpoint_meta(tmp_path)["step"] == 3

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def file_mode() -> int:
@@ -49,3 +50,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def atomic_write_parquet(frame: Any, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write a DataFrame or pyarrow Table as Parquet atomically; ``meta`` goes to schema metadata key ``repgls``
+    as JSON (merged over the table's own metadata)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    if meta is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"repgls": json.dumps(meta, default=str).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)

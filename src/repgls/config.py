@@ -342,3 +342,22 @@ def dump_config(cfg: Config) -> str:
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:
     """Atomically write the resolved config as YAML (tmp file then os.replace)."""
     return atomic_write_text(path, dump_config(cfg))
+
+
+def resolve_config(config: Config | dict | str | os.PathLike | None, overrides: list[str] | None = None,
+                   resume: str | os.PathLike | None = None) -> Config:
+    """The config of a training run: a Config, a nested dict or a YAML path (+ overrides), or, with ``resume``,
+    the run folder's saved ``config.yaml`` (+ overrides, e.g. ``train.epochs=20`` to extend it)."""
+    if resume is not None:
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(f"--resume {resume}: {saved} not found (not a run folder?)")
+        raw = apply_overrides(read_yaml(saved), [f"output.run_dir={Path(resume)}", *(overrides or [])])
+        return config_from_dict(raw)
+    if isinstance(config, Config):
+        return config_from_dict(apply_overrides(config.to_dict(), overrides)) if overrides else config
+    if isinstance(config, dict):
+        return config_from_dict(apply_overrides(config, overrides))
+    if config is None:
+        raise ConfigError("train: give a config (path, dict or Config) or resume=RUN_DIR")
+    return load_config(config, overrides)

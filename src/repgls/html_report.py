@@ -37,15 +37,14 @@ SECTIONS = (
 )
 GROUP_COLOURS = {"head": "#3b6fb6", "medium": "#e08a2c", "tail": "#3a9a5b", None: "#8a8f98"}
 REPORT_COLOUR, TRUTH_COLOUR = "#3b6fb6", "#c2452d"
-#: (summary key, label, higher is better) rows of the summary and comparison tables.
-SUMMARY_ROWS = (
-    ("mean_auc", "Mean AUC", True),
-    ("bacc", "Balanced accuracy (val. threshold)", True),
-    ("bacc_logit0", "Balanced accuracy (logit > 0)", True),
-    ("mean_auc_fg", "AUC<sup>FG</sup> (typical vs atypical)", True),
-    ("ece", "ECE", False),
-    ("brier", "Brier score", False),
-)
+
+
+def _summary_rows() -> list[tuple[str, str, bool]]:
+    """(summary key, HTML label, higher is better) of every registered metric (:mod:`repgls.metrics`)."""
+    from repgls.metrics import list_metrics
+
+    return [(m.key, m.html_label, m.higher_is_better) for m in list_metrics()]
+
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5f6776; --line:#dfe3ea; --bg:#f6f7f9; --accent:#3b6fb6; }
@@ -169,7 +168,7 @@ def _pill(group: str | None) -> str:
 def _summary(result: Mapping[str, Any]) -> str:
     s = result["summary"]
     cards = []
-    for key, label, _ in SUMMARY_ROWS:
+    for key, label, _ in _summary_rows():
         ci = s.get(f"{key}_ci")
         ci_txt = f'<div class="ci">95% CI {ci[0]:.3f} &ndash; {ci[1]:.3f}</div>' if ci and None not in ci else ""
         cards.append(f'<div class="card"><div class="k">{label}</div><div class="v">{_fmt(s.get(key))}</div>'
@@ -184,7 +183,7 @@ def _summary(result: Mapping[str, Any]) -> str:
 
 def _truth(result: Mapping[str, Any], truth: Mapping[str, Any]) -> str:
     rows = []
-    for key, label, _ in SUMMARY_ROWS:
+    for key, label, _ in _summary_rows():
         a, b = _num(result["summary"].get(key)), _num(truth["summary"].get(key))
         d = b - a
         rows.append([label, _fmt_ci(result["summary"].get(key), result["summary"].get(f"{key}_ci")),
@@ -380,7 +379,7 @@ SHORT_LABELS = {"mean_auc": "Mean AUC", "bacc": "bAcc (val. thr.)", "bacc_logit0
 def _comparison_table(tab: Any) -> str:
     """HTML table of a ``summary_table`` frame: mean +- std per metric, best mean per column in bold."""
     cols: list[tuple[str, str, bool]] = []
-    for key, _, higher in SUMMARY_ROWS:
+    for key, _, higher in _summary_rows():
         if f"{key}_mean" in tab and np.isfinite(tab[f"{key}_mean"].to_numpy(dtype=float)).any():
             cols.append((key, SHORT_LABELS[key], higher))
     for g in ("head", "medium", "tail"):

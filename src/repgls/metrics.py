@@ -17,14 +17,68 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 GROUP_ORDER = ("head", "medium", "tail")
-#: Summary metrics that get a bootstrap interval (key in ``result["summary"]``).
-SUMMARY_KEYS = ("mean_auc", "bacc", "bacc_logit0", "mean_auc_fg", "ece", "brier")
+
+
+# ---------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Metric:
+    """A summary metric: its key in ``metrics.json`` ``summary``, how tables label it, and its direction.
+
+    Built-in metrics (``fn`` None) are computed by :func:`score` itself, vectorised and bootstrapped with
+    every replicate at once. A registered metric gives ``fn(y [N, K], scores [N, K], *, typical, thresholds)
+    -> float`` (NaN when undefined); :func:`score` calls it and bootstraps it by resampling rows.
+    ``sides``: which references the bench table shows it against ("truth", "labels").
+    """
+
+    key: str
+    label: str
+    higher_is_better: bool
+    fn: Callable[..., float] | None = None
+    html: str = ""
+    sides: tuple[str, ...] = ("truth",)
+
+    @property
+    def html_label(self) -> str:
+        return self.html or self.label
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(key: str, label: str, higher_is_better: bool, fn: Callable[..., float] | None = None, *,
+                    html: str = "", sides: Sequence[str] = ("truth",)) -> Metric:
+    """Register a summary metric; it then appears in ``metrics.json``, ``repgls eval``, report.html and the
+    bench table. Re-registering a key replaces it. Returns the :class:`Metric`."""
+    if not key.isidentifier():
+        raise ValueError(f"metric key {key!r} must be an identifier")
+    m = Metric(key, label, bool(higher_is_better), fn, html, tuple(sides))
+    METRICS[key] = m
+    return m
+
+
+def list_metrics() -> list[Metric]:
+    """Registered summary metrics, in registration order (built-ins first)."""
+    return list(METRICS.values())
+
+
+def metric_keys() -> tuple[str, ...]:
+    """Keys of every registered summary metric (each gets a bootstrap interval ``<key>_ci``)."""
+    return tuple(METRICS)
+
+
+register_metric("mean_auc", "Mean AUC", True, sides=("truth", "labels"))
+register_metric("bacc", "bAcc (val. threshold)", True, html="Balanced accuracy (val. threshold)")
+register_metric("bacc_logit0", "bAcc (logit > 0)", True, html="Balanced accuracy (logit &gt; 0)", sides=())
+register_metric("mean_auc_fg", "AUC^FG", True, html="AUC<sup>FG</sup> (typical vs atypical)")
+register_metric("ece", "ECE", False, sides=("truth", "labels"))
+register_metric("brier", "Brier", False, html="Brier score", sides=())
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -422,7 +476,30 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def evaluate(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = None, typical: Any = None,
+_BUILTIN_KEYS = ("mean_auc", "bacc", "bacc_logit0", "mean_auc_fg", "ece", "brier")
+
+
+def _custom_metrics(summary: dict[str, Any], y: np.ndarray, s: np.ndarray, t: np.ndarray | None,
+                    thr: np.ndarray | None, n_boot: int, seed: int, level: float) -> None:
+    """Add every registered metric with a function (and its row-bootstrap interval) to ``summary``."""
+    for m in METRICS.values():
+        if m.fn is None:
+            continue
+        summary[m.key] = float(m.fn(y, s, typical=t, thresholds=thr))
+        if n_boot > 0:
+            rng = np.random.default_rng([seed, 7])
+            reps = []
+            for _ in range(n_boot):
+                i = rng.integers(0, len(y), len(y))
+                reps.append(float(m.fn(y[i], s[i], typical=None if t is None else t[i], thresholds=thr)))
+            a = np.asarray(reps)
+            a = a[np.isfinite(a)]
+            alpha = (1.0 - level) / 2.0
+            summary[f"{m.key}_ci"] = ([float(np.quantile(a, alpha)), float(np.quantile(a, 1 - alpha))]
+                                      if a.size else [None, None])
+
+
+def score(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = None, typical: Any = None,
              thresholds: Any = None, n_boot: int = 0, seed: int = 0, *, val_y: Any = None,
              val_scores: Any = None, n_bins: int = 15, level: float = 0.95) -> dict[str, Any]:
     """All metrics of one set of predictions, as a JSON-serialisable nested dict.
@@ -506,12 +583,13 @@ def evaluate(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = Non
             per_class[c]["bacc_ci"] = ci["bacc_k"][k]
             per_class[c]["bacc_logit0_ci"] = ci["bacc_logit0_k"][k]
             per_class[c]["auc_fg_ci"] = ci["auc_fg"][k]
-        for key in SUMMARY_KEYS:
+        for key in _BUILTIN_KEYS:
             summary[f"{key}_ci"] = ci[key]
         for g in grp:
             for key in ("auc", "bacc", "bacc_logit0"):
                 group_out[g][f"{key}_ci"] = ci[f"group:{g}:{key}"]
 
+    _custom_metrics(summary, y, s, t, thr, n_boot, seed, level)
     settings = {"n_bins": n_bins, "ece_binning": "equal-width (b/B, (b+1)/B]", "threshold_source": threshold_source,
                 "bacc_logit0_rule": "score > 0.5 (logit > 0, LTML)", "bacc_rule": "score >= validation threshold",
                 "n_boot": n_boot, "seed": seed, "ci_level": level, "ci_method": "percentile, rows resampled"}
@@ -541,15 +619,16 @@ def metrics_table(result: Mapping[str, Any]) -> Any:
 
 
 def summary_table(results: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]]],
-                  keys: Sequence[str] = SUMMARY_KEYS, groups: bool = True) -> Any:
+                  keys: Sequence[str] | None = None, groups: bool = True) -> Any:
     """Method comparison: one row per method, ``<metric>_mean`` / ``<metric>_std`` / ``n_runs`` columns.
 
-    ``results`` maps a method name to one ``evaluate`` result or a list of them (seeds); the std is the
+    ``results`` maps a method name to one :func:`score` result or a list of them (seeds); the std is the
     sample std (ddof=1; NaN for one run). With ``groups``, group AUC / bacc means are added as
     ``<group>_auc`` and ``<group>_bacc``.
     """
     import pandas as pd
 
+    keys = metric_keys() if keys is None else keys
     rows = []
     for method, runs in results.items():
         runs = [runs] if isinstance(runs, Mapping) else list(runs)

@@ -4,7 +4,7 @@ Steps: mine the bundled sample reports and print their findings; make a small ph
 reports; build GLS lexicon rates and a hard-label U-Ones baseline; prepare the image cache; train a tiny
 LU-ViT with the GLS loss and the same model with BCE on the U-Ones labels; evaluate both on the test split
 against the report labels and the hidden truth; write one self-contained ``report.html`` and print the
-comparison. It reuses :mod:`repgls.bench` (one world, two methods, one seed), so a second run with the same
+comparison. It reuses :func:`repgls.bench` (one world, two methods, one seed), so a second run with the same
 arguments reuses what is already on disk. All numbers come from the runs; nothing is hard-coded.
 """
 
@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repgls.bench import BenchConfig, MethodSpec, WorldSpec, bench_table, run_bench
+from repgls.benchmarking.run import bench
+from repgls.benchmarking.spec import BenchConfig, MethodSpec, WorldSpec
+from repgls.benchmarking.table import bench_table
 
-__all__ = ["DEMO_METHODS", "DemoResult", "demo_config", "mine_samples", "run_demo", "sample_reports_path"]
+__all__ = ["DEMO_METHODS", "DemoResult", "demo", "demo_config", "mine_samples", "sample_reports_path"]
 
 #: The two methods the demo compares (same tiny LU-ViT, same world, same seed).
 DEMO_METHODS = (
@@ -137,7 +139,7 @@ def _print_table(table: pd.DataFrame, console: Any) -> None:
     console.print(t)
 
 
-def run_demo(
+def demo(
     out: str | os.PathLike = "demo_out",
     n: int = 2000,
     size: int = 64,
@@ -152,20 +154,20 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo into ``out`` and return its table and files (see the module docstring).
 
-    ``console``: a rich Console for the tables and step lines (default: stderr console of the CLI).
+    ``console``: a rich Console for the tables and step lines (default: a console on stderr).
     """
     import time
 
-    from repgls.report import write_report
+    from repgls.html_report import write_report
 
     if n < 50:
         raise ValueError(f"n must be >= 50 so that every split has images, got {n}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if console is None:
-        from repgls.cli._common import console as cli_console
+        from repgls.progress import stderr_console
 
-        console = cli_console
+        console = stderr_console()
     t0 = time.perf_counter()
     samples = mine_samples()
     _print_samples(samples, console)
@@ -178,7 +180,7 @@ def run_demo(
     cfg = demo_config(
         n=n, size=size, epochs=epochs, seed=seed, batch_size=batch_size, model=model, device=device
     )
-    res = run_bench(cfg, out=out, log=log, progress=progress, report=False)
+    res = bench(cfg, out=out, log=log, progress=progress, report=False)
     root = Path(res.out)
     evals = {r["method"]: [json.loads(Path(r["metrics"]).read_text(encoding="utf-8"))] for r in res.records}
     table = bench_table(evals)

@@ -24,13 +24,13 @@ def register(app: typer.Typer) -> None:
         """Train and evaluate every method per seed (finished runs are reused); write results.* and report.html."""
         from rich.markup import escape
 
-        from repgls.bench import run_bench
+        from repgls.benchmarking import bench
 
         def log(msg: str) -> None:
             console.print(f"[dim]·[/] {escape(msg)}")
 
         try:
-            res = run_bench(
+            res = bench(
                 config,
                 out=out,
                 overrides=overrides or None,

@@ -26,16 +26,16 @@ def register(app: typer.Typer) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     ) -> None:
         """Mine samples, make a phantom world, train GLS vs a hard-label baseline, evaluate vs truth, report."""
-        from repgls.demo import run_demo
+        from repgls.benchmarking.demo import demo
 
         try:
             given = {"n": n, "size": size, "epochs": epochs, "model": model}
-            run_demo(
+            demo(
                 out,
                 seed=seed,
                 device=device,
                 progress=not no_progress,
-                **{k: v for k, v in given.items() if v is not None},  # others: run_demo's defaults
+                **{k: v for k, v in given.items() if v is not None},  # others: demo()'s defaults
             )
         except (ValueError, FileNotFoundError) as exc:
             fail(str(exc))

@@ -12,8 +12,6 @@ import typer
 from repgls.cli._common import console, fail
 
 ORDER = 60
-_ROWS = (("mean_auc", "Mean AUC"), ("bacc", "bAcc (val. threshold)"), ("bacc_logit0", "bAcc (logit > 0)"),
-         ("mean_auc_fg", "AUC^FG"), ("ece", "ECE"), ("brier", "Brier"))
 
 
 def _cell(summary: dict[str, Any] | None, key: str) -> str:
@@ -39,7 +37,9 @@ def summary_table(result: dict[str, Any]) -> Any:
     t.add_column("vs report labels", justify="right")
     if truth is not None:
         t.add_column("vs hidden truth", justify="right")
-    for key, label in _ROWS:
+    from repgls.metrics import list_metrics
+
+    for key, label in ((m.key, m.label) for m in list_metrics()):
         row = [label, _cell(result["report_labels"]["summary"], key)]
         if truth is not None:
             row.append(_cell(truth["summary"], key))
@@ -76,11 +76,11 @@ def register(app: typer.Typer) -> None:
         if not (run / "config.yaml").is_file():
             fail(f"{run}: not a run folder (no config.yaml)")
         from repgls.config import ConfigError
-        from repgls.evaluate import evaluate_run
+        from repgls.evaluation import evaluate
 
         try:
             with console.status(f"evaluating {run} on split {split} ..."):
-                res = evaluate_run(run, split=split, n_boot=n_boot, truth=False if no_truth else truth, cams=cams,
+                res = evaluate(run, split=split, n_boot=n_boot, truth=False if no_truth else truth, cams=cams,
                                    out_dir=out, checkpoint=checkpoint, findings=findings, device=device,
                                    batch_size=batch_size, seed=seed, report=not no_report)
         except (ConfigError, FileNotFoundError, ValueError) as e:

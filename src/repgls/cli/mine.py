@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from repgls.cli._common import console, fail, is_tty, split_csv
+from repgls.progress import progress_bar
 
 ORDER = 10
 
@@ -63,37 +64,14 @@ def mine_cmd(
             from repgls.mining.rules import get_miner
 
             get_miner(vocab, _sections(sections))  # validate the vocabulary before reading
-            with _progress(show) as cb:
+            with progress_bar("mining reports", enabled=show, transient=True, console=console) as bar:
                 summary = mine_to_file(reports, out, fmt=fmt, vocab=vocab, sections=sections, id_col=id_col,
                                        text_col=text_cols, input_format=input_format, workers=workers,
-                                       allow_duplicates=allow_duplicates, progress=cb)
+                                       allow_duplicates=allow_duplicates, progress=bar.callback)
     except (ValueError, OSError) as e:
         fail(str(e))
         return
     console.print(f"[green]wrote[/] {out}: {summary}")
-
-
-class _progress:
-    """Context manager returning a callback(n_done) that drives a rich progress bar (or does nothing)."""
-
-    def __init__(self, show: bool) -> None:
-        self.show = show
-        self.bar = None
-
-    def __enter__(self):
-        if not self.show:
-            return None
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(SpinnerColumn(), TextColumn("mining {task.completed:,} reports"), TimeElapsedColumn(),
-                            console=console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("mine", total=None)
-        return lambda n: self.bar.update(task, completed=n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _run_llm(reports, out, fmt, vocab, id_col, text_cols, input_format, allow_duplicates, model, base_url,

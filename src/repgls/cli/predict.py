@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
             fail(f"image file(s) not found: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         from repgls.config import ConfigError
         from repgls.data.images import ImageReadError
-        from repgls.evaluate import predict
+        from repgls.evaluation import predict
 
         try:
             df = predict(run, images, cam=cam, out=out, checkpoint=checkpoint, cam_dir=cam_dir,

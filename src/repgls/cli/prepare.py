@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     ) -> None:
         """Resize every image once (aspect kept) into OUT/images.u8 [N,S,S] + index.parquet + meta.json."""
-        from repgls.data.cache import prepare_cache
-        from repgls.data.datasets import create_dataset, list_datasets
+        from repgls.data.adapters import list_datasets
+        from repgls.data.cache import prepare as prepare_stage
 
         kw: dict = {}
         if dataset == "mimic-cxr-jpg":
@@ -40,17 +40,12 @@ def register(app: typer.Typer) -> None:
         if dataset not in list_datasets():
             fail(f"unknown dataset {dataset!r}; choose one of {', '.join(list_datasets())}")
         try:
-            index = create_dataset(dataset, root, view=split_csv(view), val_fraction=val_fraction,
-                                   test_fraction=test_fraction, seed=seed, **kw)
-            if limit:
-                attrs = dict(index.attrs)
-                index = index.iloc[:limit].copy()
-                index.attrs.update(attrs)
-            meta = prepare_cache(index, out, size=size, mode=mode, workers=workers or None, dataset=dataset,
-                                 overwrite=overwrite, progress=not no_progress)
+            meta = prepare_stage(dataset, root, out, size=size, mode=mode, view=split_csv(view),
+                                 workers=workers or None, val_fraction=val_fraction, test_fraction=test_fraction,
+                                 seed=seed, limit=limit, overwrite=overwrite, progress=not no_progress, **kw)
         except (FileNotFoundError, ValueError) as exc:
             fail(str(exc))
-        splits = index["split"].value_counts().to_dict()
+        splits = meta["splits"]
         console.print(
             f"[green]cache[/] {out}: {meta['n_done']}/{meta['n']} images at {size}px "
             f"({meta['n_failed']} failed, {meta['n_skipped']} already done) in {meta['seconds']:.1f}s; "

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
                                         "of mentioned classes (gls only; reads the findings' sentences)."),
     ) -> None:
         """Turn findings into per-study labels, GLS rates and certainties (labels.parquet)."""
-        from repgls.rates import rates, write_labels
+        from repgls.rating import rates, write_labels
 
         try:
             df = rates(findings, vocab=vocab, policy=policy, r0=r0, studies=studies, unmentioned=unmentioned,

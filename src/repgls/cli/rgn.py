@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
         Example: repgls rgn train reports.csv labels.parquet --out rgn/ --text-col findings,impression
         """
-        from repgls.rates.rgn import findings_or_reports, train_rgn
+        from repgls.rating.rgn import findings_or_reports, train_rgn
 
         try:
             source = findings_or_reports(findings, vocab, id_col, split_csv(text_col))
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
         Example: repgls rgn predict reports.csv --rgn rgn/ --out rates.parquet --text-col findings,impression
         """
-        from repgls.rates.rgn import RGN, findings_or_reports, predict_findings
+        from repgls.rating.rgn import RGN, findings_or_reports, predict_findings
 
         try:
             model = RGN.load(rgn)

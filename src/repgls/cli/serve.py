@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
         For real throughput use vLLM (README.md); this one is for CPU, tests and small jobs.
         """
-        from repgls.serve import serve as run
+        from repgls.mining.server import serve as run
 
         try:
             run(model, host, port, served_model_name=served_model_name, device=device, dtype=dtype,

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                 load_config(config, ov)  # validate before importing torch
         except ConfigError as e:
             fail(str(e))
-        from repgls.train import train
+        from repgls.training import train
 
         try:
             run_dir = train(config if resume is None else None, overrides=ov, resume=resume)

@@ -494,39 +494,6 @@ def _norm_id(s: str) -> str:
     return core.lstrip("0") or "0" if core.isdigit() else s
 
 
-def read_labels_table(path: str | Path) -> Any:
-    """labels.parquet -> LabelTable; uses ``repgls.rates.read_labels`` when it exists, else the contract."""
-    try:
-        from repgls.rates import read_labels  # type: ignore[attr-defined]
-    except ImportError:
-        read_labels = None
-    if read_labels is not None:
-        return read_labels(path)
-    import json
-    from types import SimpleNamespace
-
-    import pyarrow.parquet as pq
-
-    tab = pq.read_table(path)
-    raw = (tab.schema.metadata or {}).get(b"repgls")
-    meta = json.loads(raw) if raw else {}
-    names = tab.column_names
-    if "study_id" not in names:
-        raise ValueError(f"{path}: no study_id column (found {names[:8]}...)")
-    classes = tuple(meta.get("classes") or [c[len(LABEL_PREFIX):] for c in names if c.startswith(LABEL_PREFIX)])
-    df = tab.to_pandas()
-
-    def block(prefix: str, fill: float) -> np.ndarray:
-        cols = [f"{prefix}{c}" for c in classes]
-        if not all(c in df.columns for c in cols):
-            return np.full((len(df), len(classes)), fill, dtype=np.float32)
-        return df[cols].to_numpy(dtype=np.float32)
-
-    return SimpleNamespace(study_ids=df["study_id"].astype(str).to_numpy(), classes=classes,
-                           y=block(LABEL_PREFIX, np.nan), r=block("rate:", 0.0), p=block("certainty:", np.nan),
-                           meta=meta)
-
-
 def align_labels(study_ids: Iterable[str], labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """Join per-study labels onto image rows -> (y, r, mask) float32 [N, K] and the class names.
 
@@ -535,7 +502,9 @@ def align_labels(study_ids: Iterable[str], labels: Any) -> tuple[np.ndarray, np.
     exactly, or, when fewer than half of the images match exactly, by a loose key (``s123`` == ``123``).
     """
     if isinstance(labels, (str, Path)):
-        labels = read_labels_table(labels)
+        from repgls.rating.labels import read_labels
+
+        labels = read_labels(labels)
     sids = [str(s) for s in study_ids]
     lab_ids = [str(s) for s in labels.study_ids]
     y_all = np.asarray(labels.y, dtype=np.float32)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from repgls._io import atomic_path, atomic_write_text
 from repgls.data.images import NORM_MEAN, NORM_STD, ResizeMode, load_resized
+from repgls.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,8 @@ def prepare_cache(
     err_fh = open(out / ERRORS, "a", encoding="utf-8")
     if err_fh.tell() == 0:
         err_fh.write("row,path,error\n")
-    bar = _progress(progress, len(todo), n_skipped, out)
+    bar = progress_bar(f"prepare {out.name}" + (f" (resumed, {n_skipped} done)" if n_skipped else ""),
+                       len(todo), enabled=None if progress else False).start()
     try:
         tasks = _chunks(todo, paths, chunk)
         args = (str(out / IMAGES), n, size, mode)
@@ -204,16 +206,14 @@ def prepare_cache(
                     log.warning("row %d: %s", r, e)
                     err_fh.write(pd.DataFrame([[r, p, e]]).to_csv(header=False, index=False))
                 err_fh.flush()
-                if bar is not None:
-                    bar[0].advance(bar[1], len(rows))
+                bar.advance(len(rows))
         finally:
             if pool is not None:
                 pool.terminate()
                 pool.join()
     finally:
         err_fh.close()
-        if bar is not None:
-            bar[0].stop()
+        bar.close()
         _W.clear()
     final = np.asarray(status).copy()
     del status
@@ -226,15 +226,25 @@ def prepare_cache(
     return meta
 
 
-def _progress(enabled: bool, total: int, done: int, out: Path) -> tuple[Any, Any] | None:
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+def prepare(dataset: str, root: str | Path, out: str | Path, *, size: int = 256, mode: ResizeMode = "pad",
+            view: str | list[str] | None = None, workers: int | None = None, val_fraction: float = 0.1,
+            test_fraction: float = 0.1, seed: int = 0, limit: int = 0, overwrite: bool = False,
+            progress: bool = True, **adapter_kw: object) -> dict:
+    """The prepare stage: index a dataset with its adapter (``repgls.data.adapters``) and cache its images.
 
-    prog = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                    "[progress.percentage]{task.percentage:>3.0f}%", TimeRemainingColumn(),
-                    console=Console(stderr=True))
-    prog.start()
-    task = prog.add_task(f"prepare {out.name}" + (f" (resumed, {done} done)" if done else ""), total=total)
-    return prog, task
+    ``dataset``: an adapter name (``list_datasets()``: mimic-cxr-jpg, chexpert, nih, openi, table, phantom);
+    ``root``: its folder; ``view``: all / frontal / pa / ap / lateral (or a list); ``limit``: only the first N
+    images (0 = all). Other keywords go to the adapter (e.g. ``labeler="negbio"`` for MIMIC-CXR-JPG).
+    Returns :func:`prepare_cache`'s meta dict plus ``splits`` (images per split).
+    """
+    from repgls.data.adapters import create_dataset
+
+    index = create_dataset(dataset, root, view=view, val_fraction=val_fraction, test_fraction=test_fraction,
+                           seed=seed, **adapter_kw)
+    if limit:
+        attrs = dict(index.attrs)
+        index = index.iloc[:limit].copy()
+        index.attrs.update(attrs)
+    meta = prepare_cache(index, out, size=size, mode=mode, workers=workers, dataset=dataset, overwrite=overwrite,
+                         progress=progress)
+    return {**meta, "splits": index["split"].value_counts().to_dict()}

@@ -36,8 +36,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from repgls.data.adapters import align_labels, official_labels
 from repgls.data.cache import DONE, IMAGES, INDEX, read_meta, read_status
-from repgls.data.datasets import align_labels, official_labels
 from repgls.data.images import NORM_MEAN, NORM_STD, normalize
 
 

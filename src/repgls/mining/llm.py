@@ -376,14 +376,9 @@ async def _mine_async(
     answers: dict[str, str] = {}
     errors: dict[str, tuple[str, int]] = {}
     sem = asyncio.Semaphore(max(1, int(concurrency)))
-    bar = None
-    if progress and todo:
-        from rich.console import Console
-        from rich.progress import Progress
+    from repgls.progress import progress_bar
 
-        bar = Progress(console=Console(stderr=True), transient=False)
-        bar.start()
-        task = bar.add_task("LLM mining", total=len(todo))
+    bar = progress_bar("LLM mining", len(todo), enabled=None if progress and todo else False).start()
 
     async def one(sha: str, text: str) -> None:
         async with sem:
@@ -394,14 +389,12 @@ async def _mine_async(
                 cache.put(sha, version, model, raw)
         else:
             errors[sha] = (err, attempts)
-        if bar is not None:
-            bar.advance(task)
+        bar.advance()
 
     try:
         await asyncio.gather(*(one(sha, text) for sha, text in todo.items()))
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.close()
     return answers, errors
 
 

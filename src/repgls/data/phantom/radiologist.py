@@ -11,12 +11,12 @@ Every phrase comes from ``phantom.yaml``; what was written is recorded in ``stud
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-if TYPE_CHECKING:
-    from repgls.data.phantom import Study
+from repgls.data.phantom.study import Study, onset_extras
 
 SIDE_WORD = {-1: "right", 1: "left", 0: "bilateral"}
 CHANGE_OF_PRIOR = {"absent": "new", "present-smaller": "worsened", "present-larger": "improved", "same": "stable"}
@@ -123,7 +123,40 @@ def hedge_target(cfg: dict[str, Any], cls: str, perceived: float) -> float:
     return float(np.interp(perceived, grid, belief))
 
 
-def write_report(study: Study, prior: Study | None, cfg: dict[str, Any], classes: tuple[str, ...],
+def _add_negatives(study: Study, cfg: dict[str, Any], classes: tuple[str, ...],
+                   reported: dict[str, dict[str, Any]], sentences: list[tuple[float, str]],
+                   rng: np.random.Generator) -> set[str]:
+    """Standard negatives for what was not reported (missed findings may be negated: label noise).
+
+    Appends to ``sentences`` and ``reported`` in place; returns the classes the report now speaks of."""
+    rad = cfg["radiologist"]
+    order_of = {c: i for i, c in enumerate(classes)}
+    said = {c for c, r in reported.items() if r.get("status")}
+    for neg in cfg["negatives"]:
+        cls = [c for c in neg["classes"] if c in study.truth]
+        if not cls or any(c in said for c in cls) or any(
+                reported.get(u, {}).get("status") in ("positive", "uncertain") for u in neg.get("unless", ())):
+            continue
+        if rng.random() < neg["p"] * rad["negative_rate"]:
+            sentences.append((order_of[cls[0]], neg["text"]))
+            for c in cls:
+                reported[c] = {"status": "negative", "cue": neg.get("cue", "no"), "certainty": 0.0,
+                               "severity": "none", "change": "none",
+                               "error": "missed" if study.truth[c]["present"] else ""}
+                said.add(c)
+    for c in classes:  # rarer single-class negatives
+        ccfg = cfg["classes"].get(c, {})
+        if c in said or c == "No Finding" or not ccfg.get("negative"):
+            continue
+        if rng.random() < 0.08 * rad["negative_rate"]:
+            sentences.append((order_of[c], ccfg["negative"]))
+            reported[c] = {"status": "negative", "cue": "no", "certainty": 0.0, "severity": "none",
+                           "change": "none", "error": "missed" if study.truth[c]["present"] else ""}
+            said.add(c)
+    return said
+
+
+def dictate(study: Study, prior: Study | None, cfg: dict[str, Any], classes: tuple[str, ...],
                  rng: np.random.Generator) -> None:
     """Fill ``study.findings_text``, ``study.impression_text`` and ``study.reported`` (class -> dict with
     status, cue, certainty, severity, change, error)."""
@@ -205,29 +238,7 @@ def write_report(study: Study, prior: Study | None, cfg: dict[str, Any], classes
         if tgt in study.truth and r.get("status") in ("positive", "uncertain") \
                 and reported.get(tgt, {}).get("status") not in ("positive", "uncertain"):
             reported[tgt] = dict(r, error="" if study.truth[tgt]["present"] else "overcall")
-    # standard negatives for what was not reported (missed findings may be negated: label noise)
-    said = {c for c, r in reported.items() if r.get("status")}
-    for neg in cfg["negatives"]:
-        cls = [c for c in neg["classes"] if c in study.truth]
-        if not cls or any(c in said for c in cls) or any(
-                reported.get(u, {}).get("status") in ("positive", "uncertain") for u in neg.get("unless", ())):
-            continue
-        if rng.random() < neg["p"] * rad["negative_rate"]:
-            sentences.append((order_of[cls[0]], neg["text"]))
-            for c in cls:
-                reported[c] = {"status": "negative", "cue": neg.get("cue", "no"), "certainty": 0.0,
-                               "severity": "none", "change": "none",
-                               "error": "missed" if study.truth[c]["present"] else ""}
-                said.add(c)
-    for c in classes:  # rarer single-class negatives
-        ccfg = cfg["classes"].get(c, {})
-        if c in said or c == "No Finding" or not ccfg.get("negative"):
-            continue
-        if rng.random() < 0.08 * rad["negative_rate"]:
-            sentences.append((order_of[c], ccfg["negative"]))
-            reported[c] = {"status": "negative", "cue": "no", "certainty": 0.0, "severity": "none",
-                           "change": "none", "error": "missed" if study.truth[c]["present"] else ""}
-            said.add(c)
+    said = _add_negatives(study, cfg, classes, reported, sentences, rng)
     for c, r in list(reported.items()):
         if r.pop("_missed", False):
             reported[c] = {"error": "missed"} if c not in said else r
@@ -254,6 +265,62 @@ def write_report(study: Study, prior: Study | None, cfg: dict[str, Any], classes
 
 def _fake_extras(ccfg: dict[str, Any], cfg: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """Location for an over-called (absent) finding."""
-    from repgls.data.phantom import _onset_extras
+    return onset_extras(ccfg["kind"], ccfg, cfg, rng)
 
-    return _onset_extras(ccfg["kind"], ccfg, cfg, rng)
+
+def report_text(study: Study) -> str:
+    """The study's report as one text with FINDINGS / IMPRESSION headers (what a miner reads)."""
+    return f"FINDINGS: {study.findings_text}\n\nIMPRESSION: {study.impression_text}\n"
+
+
+def hedge_calibration(studies: list[Study]) -> tuple[pd.DataFrame, float]:
+    """How well the reader's hedges are calibrated: per cue certainty p, P(finding present | cue).
+
+    Returns (table indexed by p with columns ``present`` = share truly present and ``mentions``, and the
+    mention-weighted mean |p - P(present | cue)|) over every reported hedged mention.
+    """
+    rows = [(r["certainty"], bool(s.truth[c]["present"])) for s in studies for c, r in s.reported.items()
+            if r.get("status") in ("positive", "uncertain") and r.get("cue")]
+    d = pd.DataFrame(rows, columns=["p", "present"])
+    g = d.groupby(d["p"].round(2))["present"].agg(present="mean", mentions="size")
+    err = float((abs(g.index.to_numpy() - g["present"].to_numpy()) * g["mentions"]).sum() / max(len(d), 1))
+    return g, err
+
+
+def miner_agreement(studies: list[Study], vocab: str = "chexpert14") -> dict[str, Any]:
+    """Check a report miner against the radiologist's intent on the phantom reports.
+
+    Runs ``repgls.mining.mine_report`` on every report and compares, for each finding the radiologist
+    wrote about: status, cue (the hedge/negation phrase; "" for plain positives), severity level (when a
+    severity word was written) and change (when a change word was written).
+    Returns rates and up to 20 examples of each kind of disagreement.
+    """
+    from repgls.mining import mine_report
+
+    counts = {k: [0, 0] for k in ("status", "cue", "severity", "change")}
+    extra = 0
+    bad: dict[str, list[dict[str, Any]]] = {k: [] for k in counts}
+    for s in studies:
+        mined = {r["finding"]: r for r in mine_report(report_text(s), vocab=vocab, study_id=s.study_id)}
+        for c, r in s.reported.items():
+            if not r.get("status"):
+                continue
+            m = mined.get(c, {})
+            checks = {"status": (r["status"], m.get("status", ""))}
+            if r["status"] != "negative" or r.get("cue") not in ("no", ""):
+                checks["cue"] = (r.get("cue", ""), m.get("cue", ""))
+            if r.get("severity", "none") != "none":
+                checks["severity"] = (r["severity"], m.get("severity", ""))
+            if r.get("change", "none") != "none":
+                checks["change"] = (r["change"], m.get("change", ""))
+            for k, (want, got) in checks.items():
+                w, g = str(want).lower(), str(got).lower()
+                ok = w == g or (k == "cue" and w != "" and (w in g or (w == "resolved" and "resol" in g)))
+                counts[k][0] += ok
+                counts[k][1] += 1
+                if not ok and len(bad[k]) < 20:
+                    bad[k].append({"study_id": s.study_id, "finding": c, "want": want, "got": got,
+                                   "text": report_text(s)})
+        extra += sum(1 for c in mined if c not in s.reported or not s.reported[c].get("status"))
+    return {"agreement": {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in counts.items()},
+            "n": {k: v[1] for k, v in counts.items()}, "extra_mentions": extra, "disagreements": bad}

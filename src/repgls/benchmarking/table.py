@@ -1,0 +1,78 @@
+"""The bench table: method x metric, mean and sample std over seeds, as a DataFrame and as Markdown.
+
+Columns come from the metric registry (:func:`repgls.metrics.list_metrics`, each metric on the sides it
+names: ``truth`` = hidden truth, ``labels`` = report labels) plus the head / medium / tail AUC against truth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["bench_table", "table_columns", "table_markdown"]
+
+GROUPS = ("head", "medium", "tail")
+
+
+def _short(key: str) -> str:
+    """Column stem of a summary key: ``mean_auc`` -> ``auc``, ``mean_auc_fg`` -> ``auc_fg``."""
+    return key.removeprefix("mean_")
+
+
+def table_columns() -> list[tuple[str, str, str, bool]]:
+    """(column, side, summary key, higher is better) of the bench table; side = "truth" | "labels"."""
+    from repgls.metrics import list_metrics
+
+    cols: list[tuple[str, str, str, bool]] = []
+    for m in list_metrics():
+        cols += [(f"{_short(m.key)}_{side}", side, m.key, m.higher_is_better) for side in m.sides]
+        if m.key == "mean_auc":
+            cols += [(f"{g}_auc_truth", "truth", f"{g}_auc", True) for g in GROUPS]
+    return cols
+
+
+def bench_table(evals: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
+    """Method x metric table: ``<col>_mean`` / ``<col>_std`` (sample std over seeds) for :func:`table_columns`.
+
+    ``evals`` maps a method to its :func:`repgls.evaluation.evaluate` results (one per seed).
+    """
+    from repgls.metrics import summary_table
+
+    labels = summary_table({m: [e["report_labels"] for e in v] for m, v in evals.items()})
+    have_truth = all(e.get("truth") for v in evals.values() for e in v)
+    truth = summary_table({m: [e["truth"] for e in v] for m, v in evals.items()}) if have_truth else None
+    out = pd.DataFrame(index=labels.index)
+    out["n_seeds"] = labels["n_runs"].astype(int)
+    for col, side, key, _ in table_columns():
+        src = labels if side == "labels" else truth
+        for stat in ("mean", "std"):
+            name = f"{key}_{stat}"
+            out[f"{col}_{stat}"] = src[name] if src is not None and name in src else math.nan
+    return out
+
+
+def table_markdown(table: pd.DataFrame, digits: int = 3) -> str:
+    """Markdown table of :func:`bench_table`: mean +- std per column; best mean per column in bold."""
+    columns = table_columns()
+    head = ["method", "seeds"] + [c for c, *_ in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    best: dict[str, float] = {}
+    for col, _, _, higher in columns:
+        v = table[f"{col}_mean"].to_numpy(dtype=float)
+        if np.isfinite(v).any() and len(v) > 1:
+            best[col] = float(np.nanmax(v) if higher else np.nanmin(v))
+    for method in table.index:
+        cells = [str(method), str(int(table.loc[method, "n_seeds"]))]
+        for col, *_ in columns:
+            m, s = float(table.loc[method, f"{col}_mean"]), float(table.loc[method, f"{col}_std"])
+            if not math.isfinite(m):
+                cells.append("n/a")
+                continue
+            txt = f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if math.isfinite(s) else "")
+            cells.append(f"**{txt}**" if col in best and abs(m - best[col]) < 1e-12 else txt)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
