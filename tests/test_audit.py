@@ -99,6 +99,8 @@ def test_page_holds_every_report_with_spans_that_index_the_mined_text(world, tmp
         assert texts[sid][m["b"]:m["e"]] in row.sentence and m["s"] == row.status
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html"]
+    in_memory = audit(pq.read_table(world["a"]), src, tmp_path / "mem" / "audit.html", text_col=TEXT, notify=None)
+    assert page_data(in_memory)["reports"] == data["reports"]
 
 
 @needs_chromium
@@ -127,7 +129,7 @@ def test_browser_renders_filters_and_screenshots(world, tmp_path) -> None:
     assert png.stat().st_size > 20_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-HOSTILE = ('Small left effusion. <script>document.body.setAttribute("data-pwned","1")</script> '
+HOSTILE = ('\U0001fac1 Small left effusion. <script>document.body.setAttribute("data-pwned","1")</script> '
            '<img src=x onerror="document.body.setAttribute(\'data-pwned\',\'2\')"> Cannot exclude pneumonia; '
            '"quoted" l\'oedème naïve — 肺 </script><!-- end')
 
@@ -159,6 +161,9 @@ def test_browser_shows_hostile_text_as_text(tmp_path) -> None:
     text = html.unescape(re.sub(r"<[^>]+>", "", d.split('<section id="list">', 1)[1].split("</section>", 1)[0]))
     assert HOSTILE in text  # shown verbatim: tags, quotes and non-ASCII as written
     assert "Pleural Effusion · positive" in text and "Pneumonia · uncertain" in text
+    row = pd.read_parquet(tmp_path / "f.parquet").query("study_id == 'x1' and finding == 'Pleural Effusion'").iloc[0]
+    marks = re.findall(r'<span class="mk st-positive"[^>]*>([^<]*)</span>', d)  # after an astral character (2
+    assert HOSTILE[row.start:row.end] in marks  # UTF-16 units in JS): the highlight covers the mined words exactly
 
 
 def test_compare_lists_disagreements_first_side_by_side(world, tmp_path) -> None:
