@@ -48,8 +48,11 @@ def audit_cmd(
     input_format: str | None = typer.Option(None, "--input-format", help="csv | tsv | jsonl | parquet | txt | "
                                             "mimic (default: from the name), as given to repgls mine."),
 ) -> None:
-    """Write an HTML page to check mined labels against the report text: every mention highlighted by status,
-    its certainty, cue, severity, change and typicality; filters; per-class counts."""
+    """Write one HTML page to check mined labels against the report text.
+
+    Every mention highlighted by status, with its certainty, cue, severity, change and typicality; filters by
+    class, status and certainty; per-class counts; with --compare, disagreements first, side by side.
+    """
     from repgls.audit import Selection, audit_page
 
     def note(line: str) -> None:
