@@ -4,13 +4,18 @@ Reads ../shared/data/openi-dev/indiana_reports.dev.csv (text: findings + impress
 openi_gld_std14.dev.csv (gold, keyed CXR<uid>); prints precision / recall / F1 per class, micro- and
 macro-F1. The gold is positive-only, so a mined finding counts as predicted positive when its status is
 positive, or uncertain with certainty >= --uncertain-threshold (default 0.5, i.e. the label y = 1 of the
-rates mapping); negatives and unmentioned classes are predicted 0. With the cue lexicon's scale this counts
-differential alternatives ("atelectasis or scarring", "X versus Y", "X/Y": p 0.5, rep-gls.md 3.6 equivocal) and
-hedges from "may be" (0.50) upwards as present, and "may represent" (0.48), "possible" (0.45), "cannot be excluded"
-(0.35) and hypothetical frames ("evaluate for X", 0.25) as absent. Hernia has no gold positives (NegBio's
-file never codes it) and is left out of the macro average.
+rates mapping), or -- the Open-i coding convention -- uncertain as a member of a plain differential (its cue is
+a differential connector: "atelectasis or scarring", "X versus Y", "X and/or Y", "X/Y"; p 0.31-0.39 in cues v4);
+negatives and unmentioned classes are predicted 0. Why differentials: the Open-i indexers code every alternative
+a report names for what it sees (about 90 % of the miner's plain-differential members are gold-positive on the dev
+split), but no finding under a hedge of its own ("may represent X or Y": under 10 %; "possible X", "could be X":
+0 %). With --alternatives certainty they count only by their certainty (below 0.5: absent).
+With the cue lexicon's scale the threshold counts hedges from "may be" (0.50) upwards as present, and "may
+represent" (0.48), "possible" (0.45), "cannot be excluded" (0.35) and hypothetical frames ("evaluate for X", 0.25)
+as absent. Hernia has no gold positives (NegBio's file never codes it) and is left out of the macro average.
 
-Usage: .venv/bin/python benchmarks/mine_openi.py [--data DIR] [--uncertain-threshold 0.5] [--errors CLASS]
+Usage: .venv/bin/python benchmarks/mine_openi.py [--data DIR] [--uncertain-threshold 0.5]
+       [--alternatives present|certainty] [--errors CLASS]
 """
 
 from __future__ import annotations
@@ -40,14 +45,21 @@ def load_openi(data: Path):
     return df["filename"].tolist(), texts, df
 
 
-def score(data: Path = DEFAULT_DATA, threshold: float = 0.5, vocab: str = "nih14") -> dict:
-    """Mine the dev reports and compare with the gold; returns per-class and summary figures."""
+def score(data: Path = DEFAULT_DATA, threshold: float = 0.5, vocab: str = "nih14",
+          alternatives: str = "present") -> dict:
+    """Mine the dev reports and compare with the gold; returns per-class and summary figures.
+
+    ``alternatives``: "present" counts members of a plain differential (cue = a differential connector) as
+    present (the Open-i coding convention); "certainty" counts them by their certainty like any hedge."""
     import numpy as np
 
     from repgls.mining.rules import get_miner
 
+    if alternatives not in ("present", "certainty"):
+        raise ValueError(f"alternatives must be 'present' or 'certainty', got {alternatives!r}")
     ids, texts, df = load_openi(data)
     miner = get_miner(vocab)
+    connectors = set(miner.cues.alt_connectors) | {"/"} if alternatives == "present" else set()
     classes = list(miner.classes)
     k_of = {c: k for k, c in enumerate(classes)}
     pred = np.zeros((len(ids), len(classes)), dtype=bool)
@@ -55,7 +67,7 @@ def score(data: Path = DEFAULT_DATA, threshold: float = 0.5, vocab: str = "nih14
     for n, text in enumerate(texts):
         for r in miner.mine_rows(text, ids[n]):
             status, p = r[2], r[3]
-            if status == "positive" or (status == "uncertain" and p >= threshold):
+            if status == "positive" or (status == "uncertain" and (p >= threshold or r[4] in connectors)):
                 pred[n, k_of[r[1]]] = True
     secs = time.perf_counter() - t0
     gold = df[classes].to_numpy().astype(bool)
@@ -89,18 +101,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--uncertain-threshold", type=float, default=0.5,
                     help="uncertain mentions with certainty >= this count as positive (default 0.5)")
+    ap.add_argument("--alternatives", choices=("present", "certainty"), default="present",
+                    help="count members of a plain differential as present (default; Open-i's coding convention) "
+                         "or by their certainty")
     ap.add_argument("--errors", default=None,
                     help="print the sentences of false positives/negatives of this class (patient text: local use only)")
     args = ap.parse_args(argv)
     if not (args.data / "indiana_reports.dev.csv").is_file():
         print(f"Open-i dev data not found in {args.data}", file=sys.stderr)
         return 1
-    res = score(args.data, args.uncertain_threshold)
+    res = score(args.data, args.uncertain_threshold, alternatives=args.alternatives)
     print(f"Open-i dev: {res['n_reports']} reports, vocab nih14; mined in {res['seconds']:.2f} s (provisional)")
+    alt_rule = ("or a member of a plain differential ('X or Y', 'X versus Y', 'X and/or Y', 'X/Y': cue = connector, "
+                "p 0.31-0.39; Open-i codes named alternatives)" if args.alternatives == "present"
+                else "(differential members count by their certainty, 0.31-0.39: absent)")
     print(f"counting rule: a finding is predicted present when it is positive, or uncertain with certainty >= "
-          f"{args.uncertain_threshold}; with the default 0.5 this includes differential alternatives "
-          f"('X or Y', 'X versus Y', 'X/Y': p 0.5) and 'may be' (0.50), and excludes 'may represent' (0.48), "
-          f"'possible' (0.45), 'cannot be excluded' (0.35) and hypothetical frames ('evaluate for X', 0.25)")
+          f"{args.uncertain_threshold}, {alt_rule}; with the default 0.5 this includes 'may be' (0.50), and "
+          f"excludes 'may represent' (0.48), 'possible' (0.45), 'cannot be excluded' (0.35), hedged differentials "
+          f"('may represent X or Y') and hypothetical frames ('evaluate for X', 0.25)")
     print(f"{'class':<20}{'support':>8}{'tp':>6}{'fp':>6}{'fn':>6}{'prec':>8}{'recall':>8}{'F1':>8}")
     for c, d in res["per_class"].items():
         print(f"{c:<20}{d['support']:>8}{d['tp']:>6}{d['fp']:>6}{d['fn']:>6}{d['precision']:>8.3f}"
@@ -110,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{res['micro_f1_coded']:.3f}")
     print(f"macro-F1 (13 classes with gold positives; Hernia has none): {res['macro_f1']:.3f}")
     print("policy comparison (how uncertain mentions are counted):")
-    for name, thr in (("U-Zeros: uncertain = 0", 1.01), ("certainty >= 0.5 (default)", 0.5),
-                      ("U-Ones: any uncertain = 1", 0.0)):
-        r = score(args.data, thr)
-        print(f"  {name:<28} micro-F1 {r['micro_f1']:.3f}  (13 coded classes {r['micro_f1_coded']:.3f})  "
-              f"macro-F1 {r['macro_f1']:.3f}")
+    for name, thr, alt in (("U-Zeros: uncertain = 0", 1.01, "certainty"),
+                           ("certainty >= 0.5 only", 0.5, "certainty"),
+                           ("certainty >= 0.5 + differentials (default)", 0.5, "present"),
+                           ("U-Ones: any uncertain = 1", 0.0, "certainty")):
+        r = score(args.data, thr, alternatives=alt)
+        print(f"  {name:<44} micro-F1 {r['micro_f1']:.3f} (P {r['micro_precision']:.3f} R {r['micro_recall']:.3f}; "
+              f"13 coded classes {r['micro_f1_coded']:.3f})  macro-F1 {r['macro_f1']:.3f}")
     if args.errors:
         k = res["classes"].index(args.errors)
         for n in range(res["n_reports"]):

@@ -100,6 +100,8 @@ def test_versus_and_or_make_alternatives_uncertain() -> None:
     assert f["Atelectasis"]["status"] == "uncertain" and f["Pneumonia"]["status"] == "uncertain"
     g = by_finding("Right base opacity may reflect atelectasis or consolidation.")
     assert g["Atelectasis"]["cue"] == "may reflect" and g["Consolidation"]["status"] == "uncertain"
+    assert g["Atelectasis"]["certainty"] < by_finding("Right base opacity may reflect atelectasis.")[
+        "Atelectasis"]["certainty"]
     assert g["Lung Opacity"]["status"] == "positive"
 
 
@@ -431,27 +433,31 @@ def test_linking_hedges_inside_negation(text: str, status: str) -> None:
 
 
 # ----------------------------------------------------------------------------- alternatives, hedge scope, hypotheticals
-@pytest.mark.parametrize("text,a,b", [
-    ("Streaky left basal opacity, atelectasis or scarring.", "Atelectasis", None),
-    ("Right lower lobe atelectasis versus pneumonia.", "Atelectasis", "Pneumonia"),
-    ("Right lower lobe atelectasis vs. pneumonia.", "Atelectasis", "Pneumonia"),
-    ("Basilar opacities representing atelectasis and/or pneumonia.", "Atelectasis", "Pneumonia"),
-    ("Either atelectasis or early pneumonia at the left base.", "Atelectasis", "Pneumonia"),
-    ("Patchy left base atelectasis/pneumonia.", "Atelectasis", "Pneumonia"),
+@pytest.mark.parametrize("text,a,b,p", [
+    ("Streaky left basal opacity, atelectasis or scarring.", "Atelectasis", None, 0.39),
+    ("Right lower lobe atelectasis versus pneumonia.", "Atelectasis", "Pneumonia", 0.31),
+    ("Right lower lobe atelectasis vs. pneumonia.", "Atelectasis", "Pneumonia", 0.31),
+    ("Basilar opacities representing atelectasis and/or pneumonia.", "Atelectasis", "Pneumonia", 0.39),
+    ("Either atelectasis or early pneumonia at the left base.", "Atelectasis", "Pneumonia", 0.39),
+    ("Patchy left base atelectasis/pneumonia.", "Atelectasis", "Pneumonia", 0.39),
 ])
-def test_differential_alternatives_are_equivocal(text: str, a: str, b: str | None) -> None:
-    """rep-gls.md 3.6: 'either/or' and 'versus'-alternatives are equivocal, p 0.5 for every member."""
+def test_differential_alternatives_share_belief(text: str, a: str, b: str | None, p: float) -> None:
+    """cues v4: each member of a two-way differential takes the connector's p (Lunguage++ 'or' 0.39, 'versus'
+    0.31; 'and/or', 'either ... or', '/' at the 'or' value), below a single 'could be' (0.42)."""
     f = by_finding(text)
     for name in (a, b):
         if name:
-            assert (f[name]["status"], f[name]["certainty"]) == ("uncertain", 0.5), (name, f[name])
+            assert (f[name]["status"], f[name]["certainty"]) == ("uncertain", p), (name, f[name])
+            assert f[name]["certainty"] < by_finding(f"Could be {name.lower()}.")[name]["certainty"]
 
 
 def test_hedge_over_an_alternative_keeps_the_lower_p() -> None:
     f = by_finding("Findings consistent with atelectasis or pneumonia.")
-    assert f["Atelectasis"]["certainty"] == 0.5 and f["Pneumonia"]["status"] == "uncertain"
+    # a hedge that states a positive leaves a plain differential
+    assert (f["Atelectasis"]["certainty"], f["Atelectasis"]["cue"]) == (0.39, "or")
+    assert f["Pneumonia"]["status"] == "uncertain"
     g = by_finding("The opacity may reflect atelectasis or pneumonia.")
-    assert g["Atelectasis"]["certainty"] < 0.5 and g["Atelectasis"]["cue"] == "may reflect"
+    assert g["Atelectasis"]["certainty"] == 0.39 and g["Atelectasis"]["cue"] == "may reflect"
     assert by_finding("One or more small nodules.", vocab="nih14")["Nodule"]["status"] == "positive"
 
 

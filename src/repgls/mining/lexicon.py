@@ -20,9 +20,14 @@ from repgls.vocab import Vocabulary, load_vocab
 
 # Cue roles (first element of a role tuple). HYP_*: hypothetical / request frames ("evaluate for X", "to exclude X",
 # "could obscure X"), hedges with their own low p; NOOP: a phrase matched only so that a shorter cue inside it does
-# not match ("one or more" is not an alternative).
+# not match ("one or more" is not an alternative). UNC_PRED: a hedge that may also be predicated of a finding
+# before it, (UNC_PRED, bare, p) ("pneumothorax is thought less likely"); COMP: a comparative, (COMP, (p before or
+# None, needs a favour cue), p after) ("atelectasis is favored over pneumonia"). The miner resolves both per
+# sentence into UNC_PRE / UNC_POST roles; a UNC_POST role whose second element is a frozenset of mention starts
+# reaches only those mentions.
 NEG_PRE, NEG_POST, PSEUDO_PRE, PSEUDO_POST, UNC_PRE, UNC_POST, CONJ, TERM, QUAL, SEV, CHG, HYP_PRE, HYP_POST, NOOP = (
     range(14))
+UNC_PRED, COMP = 14, 15
 STATUS_PRE = (NEG_PRE, PSEUDO_PRE, UNC_PRE, HYP_PRE)
 STATUS_POST = (NEG_POST, PSEUDO_POST, UNC_POST, HYP_POST)
 HEDGE_ROLES = (UNC_PRE, UNC_POST, HYP_PRE, HYP_POST)
@@ -154,7 +159,21 @@ class Cues:
     abbreviations: frozenset[str]
     linking_hedges: frozenset[str] = frozenset()
     hedge_crosses: frozenset[str] = frozenset()
-    slash_p: float = 0.5
+    slash_p: float = 0.39
+    alt_connectors: dict[str, float] = field(default_factory=dict)
+    alt_spread: bool = True
+    alt_max_words: int = 3
+    alt_signs: frozenset[str] = frozenset()
+    alt_frames: frozenset[str] = frozenset()
+    favor_cues: frozenset[str] = frozenset()
+    pred_frame_words: frozenset[str] = frozenset()
+    pred_followed_by: tuple[str, ...] = ()
+    mod_max_words: int = 4
+    mod_max_words_prep: int = 8
+    mod_prepositions: frozenset[str] = frozenset()
+    mod_barriers: re.Pattern[str] | None = field(default=None, repr=False)
+    mod_plural_verbs: frozenset[str] = frozenset()
+    mod_not_shared: frozenset[str] = frozenset()
     template_labels: frozenset[str] = frozenset()
     template_negative: frozenset[str] = frozenset()
     section_names: frozenset[str] = frozenset()
@@ -169,6 +188,38 @@ def _cue_source(path: str | None) -> tuple[dict[str, Any], str]:
         return yaml.safe_load(fh), str(path)
 
 
+def cue_entry(value: Any, where: str) -> tuple[float, str]:
+    """A lexicon entry ``p`` or ``[p, "note"]`` -> (p, note); the note names the entry's source."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or not isinstance(value[1], str):
+            raise ValueError(f"{where}: expected p or [p, \"source note\"], got {value!r}")
+        return _prob(value[0], where), value[1]
+    return _prob(value, where), ""
+
+
+def partial_change_phrases(raw: dict[str, Any]) -> list[str]:
+    """The "degree + event" phrases of ``partial_change`` ("partially" + "cleared" -> "partially cleared")."""
+    pc = raw.get("partial_change", {}) or {}
+    return [f"{d} {e}" for d in pc.get("degrees", []) or [] for e in pc.get("events", []) or []]
+
+
+def comparative_phrases(raw: dict[str, Any], src: str = "cues") -> list[tuple[str, float | None, float, bool]]:
+    """``comparatives`` as (phrase, p before or None, p after, needs a favour cue), with "is/are" forms of the
+    phrases that have a ``before`` value ("is favored over", so that the post hedge "is favored" does not hide
+    them)."""
+    out = []
+    for p, v in (raw.get("comparatives", {}) or {}).items():
+        if not isinstance(v, dict) or "after" not in v:
+            raise ValueError(f"{src}: comparatives.{p}: expected {{before: p, after: p, needs_favor: bool}}")
+        before = None if v.get("before") is None else _prob(v["before"], f"{src}: comparatives.{p}.before")
+        after = _prob(v["after"], f"{src}: comparatives.{p}.after")
+        fav = bool(v.get("needs_favor", False))
+        out.append((p, before, after, fav))
+        if before is not None:
+            out.extend((f"{cop} {p}", before, after, fav) for cop in ("is", "are", "was", "were"))
+    return out
+
+
 def _prob(value: Any, where: str) -> float:
     try:
         p = float(value)
@@ -177,6 +228,13 @@ def _prob(value: Any, where: str) -> float:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{where}: probability {p} is not in [0, 1]")
     return p
+
+
+def _word_regex(phrases: list[str]) -> re.Pattern[str] | None:
+    """One regex finding any of ``phrases`` as whole words (None for no phrases)."""
+    if not phrases:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(phrase_regex(str(p)) for p in phrases) + r")(?!\w)")
 
 
 @lru_cache(maxsize=8)
@@ -197,15 +255,32 @@ def load_cues(path: str | None = None) -> Cues:
         t.add(p, (NEG_POST, None, 0.0))
     for key, role in (("pre", PSEUDO_PRE), ("post", PSEUDO_POST)):
         for p, v in (raw.get("pseudo_negation", {}) or {}).get(key, {}).items():
-            t.add(p, (role, None, _prob(v, f"{src}: pseudo_negation.{key}.{p}")))
+            t.add(p, (role, None, cue_entry(v, f"{src}: pseudo_negation.{key}.{p}")[0]))
+    unc_pre: dict[str, float] = {}
     for key, role in (("pre", UNC_PRE), ("post", UNC_POST)):
         for p, v in (raw.get("uncertainty", {}) or {}).get(key, {}).items():
-            t.add(p, (role, None, _prob(v, f"{src}: uncertainty.{key}.{p}")))
+            pv = cue_entry(v, f"{src}: uncertainty.{key}.{p}")[0]
+            t.add(p, (role, None, pv))
+            if key == "pre":
+                unc_pre[norm_phrase(p)] = pv
+    pred = raw.get("predicative", {}) or {}
+    for p, how in (pred.get("hedges", {}) or {}).items():
+        if how not in ("bare", "copula"):
+            raise ValueError(f"{src}: predicative.hedges.{p}: expected 'bare' or 'copula', got {how!r}")
+        if norm_phrase(p) not in unc_pre:
+            raise ValueError(f"{src}: predicative.hedges.{p}: not an uncertainty.pre phrase (its p comes from there)")
+        t.add(p, (UNC_PRED, how == "bare", unc_pre[norm_phrase(p)]))
+    for p, before, after, fav in comparative_phrases(raw, src):
+        t.add(p, (COMP, (before, fav), after))
     for key, role in (("pre", HYP_PRE), ("post", HYP_POST)):
         for p, v in (raw.get("hypothetical", {}) or {}).get(key, {}).items():
-            t.add(p, (role, None, _prob(v, f"{src}: hypothetical.{key}.{p}")))
-    for p, v in (raw.get("conjunction", {}) or {}).items():
-        t.add(p, (CONJ, None, _prob(v, f"{src}: conjunction.{p}")))
+            t.add(p, (role, None, cue_entry(v, f"{src}: hypothetical.{key}.{p}")[0]))
+    alt = raw.get("alternatives", {}) or {}
+    connectors: dict[str, float] = {}
+    for p, v in (alt.get("connectors", {}) or {}).items():
+        pv = cue_entry(v, f"{src}: alternatives.connectors.{p}")[0]
+        connectors[norm_phrase(p)] = pv
+        t.add(p, (CONJ, None, pv))
     for p in raw.get("not_conjunction", []) or []:
         t.add(p, (NOOP, None, 0.0))
     for p in raw.get("terminators", []) or []:
@@ -226,8 +301,11 @@ def load_cues(path: str | None = None) -> Cues:
             raise ValueError(f"{src}: change.{change}: not one of {CHANGE_VALUES}")
         for p in phrases or []:
             t.add(p, (CHG, change, 0.0))
+    for p in partial_change_phrases(raw):
+        t.add(p, (CHG, "improved", 0.0))
     t.finish()
     regex = build_alternation(t.phrases(), extra=r"[;:]")
+    scope = raw.get("modifier_scope", {}) or {}
     tpl = raw.get("templates", {}) or {}
     if not isinstance(tpl, dict):
         raise ValueError(f"{src}: templates must be a mapping (labels, negative_values)")
@@ -245,7 +323,21 @@ def load_cues(path: str | None = None) -> Cues:
         abbreviations=frozenset(str(a).lower() for a in raw.get("abbreviations", []) or []),
         linking_hedges=frozenset(norm_phrase(str(a)) for a in raw.get("linking_hedges", []) or []),
         hedge_crosses=frozenset(norm_phrase(str(a)) for a in raw.get("hedge_crosses", []) or []),
-        slash_p=_prob(raw.get("slash_alternative", 0.5), f"{src}: slash_alternative"),
+        slash_p=cue_entry(alt.get("slash", 0.39), f"{src}: alternatives.slash")[0],
+        alt_connectors=connectors,
+        alt_spread=bool(alt.get("spread", True)),
+        alt_max_words=int(alt.get("max_words", 3)),
+        alt_signs=frozenset(norm_phrase(str(a)) for a in alt.get("signs", []) or []),
+        alt_frames=frozenset(norm_phrase(str(a)) for a in alt.get("frames", []) or []),
+        favor_cues=frozenset(norm_phrase(str(a)) for a in raw.get("favor_cues", []) or []),
+        pred_frame_words=frozenset(str(a).lower() for a in pred.get("frame_words", []) or []),
+        pred_followed_by=tuple(norm_phrase(str(a)) for a in pred.get("followed_by", []) or []),
+        mod_max_words=int(scope.get("max_words", 4)),
+        mod_max_words_prep=int(scope.get("max_words_after_preposition", 8)),
+        mod_prepositions=frozenset(str(a).lower() for a in scope.get("prepositions", []) or []),
+        mod_barriers=_word_regex(scope.get("barriers", []) or []),
+        mod_plural_verbs=frozenset(str(a).lower() for a in scope.get("plural_verbs", []) or []),
+        mod_not_shared=frozenset(norm_phrase(str(a)) for a in scope.get("not_shared", []) or []),
         template_labels=frozenset(norm_phrase(str(a)) for a in tpl.get("labels", []) or []),
         template_negative=frozenset(norm_phrase(str(a)) for a in tpl.get("negative_values", []) or []),
         section_names=frozenset(norm_phrase(str(n)) for names in (raw.get("sections", {}) or {}).values()

@@ -28,6 +28,7 @@ from repgls.mining.lexicon import (
     ATTR,
     BLOCKER,
     CHG,
+    COMP,
     CONJ,
     HEDGE_ROLES,
     HYP_PRE,
@@ -40,12 +41,15 @@ from repgls.mining.lexicon import (
     STATUS_POST,
     STATUS_PRE,
     TERM,
+    UNC_POST,
     UNC_PRE,
+    UNC_PRED,
     UNMENTION,
     USYN,
     VocabLexicon,
     compile_vocab,
     norm_phrase,
+    phrase_regex,
 )
 from repgls.mining.schema import FINDINGS_COLUMNS
 from repgls.mining.sections import select_sections, split_sentences
@@ -67,6 +71,12 @@ _LABEL_SPLIT_RE = re.compile(r"\s*(?:/|&|\band\b)\s*")
 # the text between a status cue and a ":" that introduces the cue's object ("negative for:", "no evidence of:")
 _COLON_OBJECT_RE = re.compile(r"[ \t]*(?:(?:[A-Za-z]+[ \t]+){0,2}(?:of|for))?[ \t]*", re.IGNORECASE)
 _CHANGE_TYP = {"improved": "atypical", "resolved": "atypical", "worsened": "typical", "new": "typical"}
+_WORD_RE = re.compile(r"[a-z]+")
+# characters a coordination gap ("A, B and/or C", "A & B") or a predicative frame may hold besides words
+_LINK_PUNCT = frozenset(" \t\r\n,/&-()")
+_MOD_ROLES = (SEV, CHG)
+# list separators inside a coordination gap (cue spans already cut out and joined by a space)
+_SEP_RE = re.compile(r",|&|/|\band\b|\beither\b|\s{2,}")
 
 
 def _canon(cue: str) -> str:
@@ -91,6 +101,20 @@ class Mention:
     end: int
     s_start: int
     s_end: int
+    sev_at: int = -1   # start of the mention's own severity word (-1: none or shared)
+    chg_at: int = -1   # the same for the change word
+
+
+@dataclass(slots=True)
+class Link:
+    """How two neighbouring mentions of a sentence are joined: ``alt`` (a differential connector, with its p and
+    the connector as written) or a plain coordination ("and", ","; ``has_and``: the word "and" is there)."""
+
+    alt: bool
+    p: float
+    cue: str
+    has_and: bool
+    extra: int = 0   # list items between the two mentions that name no finding ("A, aspiration, or B": 1)
 
 
 class RuleMiner:
@@ -111,6 +135,10 @@ class RuleMiner:
         self.lexicon_version = f"{self.lex.vocab.name}-v{self.lex.vocab.version}+cues-v{self.cues.version}"
         self._abbrev = self.cues.abbreviations
         self._label_cache: dict[str, bool] = {}
+        conn = "|".join(phrase_regex(k) for k in sorted(self.cues.alt_connectors, key=len, reverse=True))
+        # an alternative that names no finding before the first / after the last member of a differential
+        self._alt_lead = re.compile(rf"[a-z][\s,]*(?:{conn})(?![\w])[\s,]*$") if conn else None
+        self._alt_trail = re.compile(rf"[\s,]*(?:{conn})[\s,]+[a-z]") if conn else None
 
     # ------------------------------------------------------------------ matching
     def _mentions(self, text: str, low: str, s0: int, s1: int) -> list[tuple[int, int, list[Any]]]:
@@ -143,11 +171,13 @@ class RuleMiner:
         return out
 
     # ------------------------------------------------------------------ cue resolution
-    def _resolve(self, text: str, ms: int, me: int, cls: int, kind: int, base_p: float,
+    def _resolve(self, text: str, low: str, ms: int, me: int, cls: int, kind: int, base_p: float,
                  cues: list[tuple[int, int, str, list[Any]]], cue_starts: list[int],
                  prev_end: int, next_start: int, s_start: int, s_end: int,
-                 m_starts: list[int] | None = None, prev_pay: list | None = None,
-                 next_pay: list | None = None) -> Mention | None:
+                 m_starts: list[int] | None = None, alt: tuple[float, str] | None = None,
+                 linked: tuple[bool, bool] = (False, False)) -> Mention | None:
+        """One mention's status, certainty, severity and change. ``alt``: the cap of the differential the mention
+        belongs to (p, connector); ``linked``: whether it is coordinated with its previous / next mention."""
         c = self.cues
         i_after = bisect_left(cue_starts, me)
         # index of the last cue ending before the mention start
@@ -155,6 +185,7 @@ class RuleMiner:
         while i_before >= 0 and cues[i_before][1] > ms:
             i_before -= 1
         pre = post = None
+        pre_at = -1
         # ---- status cue before (forward scope). The nearest status cue wins, except: a linking hedge inside a
         # negation is negated ("no consolidation concerning for pneumonia"); a hypothetical frame further back
         # overrides a nearer hedge ("to evaluate for possible pneumonia"); a hedge's scope crosses causal
@@ -162,7 +193,7 @@ class RuleMiner:
         j = i_before
         crossed = False
         while j >= 0:
-            _cs, ce, g, roles = cues[j]
+            cs, ce, g, roles = cues[j]
             if ms - ce > c.pre_window:
                 break
             hit = None
@@ -183,7 +214,7 @@ class RuleMiner:
                 if pre is None:
                     if crossed and hit[0] == NEG_PRE:
                         break
-                    pre = (hit, g)
+                    pre, pre_at = (hit, g), ce
                     if hit[0] not in (UNC_PRE,):
                         break
                 elif hit[0] == NEG_PRE:
@@ -199,7 +230,8 @@ class RuleMiner:
             j -= 1
         # ---- status cue after (backward scope): within post_window characters, or further when the cue is in the
         # predicate of the clause whose subject holds the mention ("The nodules and masses seen on the prior
-        # exam are smaller and not definitely seen")
+        # exam are smaller and not definitely seen"). A predicative hedge / comparative reaches only the mentions
+        # the sentence pass gave it (its subject).
         j = i_after
         while j < len(cues):
             cs, _ce, g, roles = cues[j]
@@ -215,7 +247,10 @@ class RuleMiner:
                 elif r[0] in STATUS_PRE:
                     stop = True
             if hit is not None:
-                if self._post_reaches(text, me, cs, g, cs - me <= c.post_window, m_starts):
+                if hit[1] is not None:
+                    if ms in hit[1]:
+                        post = (hit, g)
+                elif self._post_reaches(text, me, cs, g, cs - me <= c.post_window, m_starts):
                     post = (hit, g)
                 break
             if stop:
@@ -223,7 +258,7 @@ class RuleMiner:
             j += 1
         # ---- qualifiers for attribute mentions ("heart size" + normal/enlarged)
         status, p, cue = "positive", base_p, ""
-        sev_level, sev_cue, sev_typ = "none", "", ""
+        sev_level, sev_cue, sev_typ, sev_at = "none", "", "", -1
         if kind == ATTR:
             qual = self._qualifier(text, cls, ms, me, cues, i_before, i_after)
             if qual is None:
@@ -252,30 +287,35 @@ class RuleMiner:
             p = min(p, r[2]) if status == "uncertain" else r[2]
             cue = _canon(g)
             status = "positive" if p >= c.positive_threshold else "uncertain"
-        # ---- alternatives ("X or Y", "X versus Y", "X/Y"): each member at most equivocal (p 0.5)
+        # ---- alternatives ("X or Y", "X versus Y", "X/Y", "A, B, or C"): each member of a differential at most
+        # its share (the sentence pass computed it); a mention with a connector next to it and no finding on the
+        # other side ("atelectasis or scarring") takes the connector's p. A member the reader favours ("favor X
+        # versus Y": the favour cue's first finding) keeps its own p.
         if status != "negative" and not pseudo and kind != USYN:
-            conj = self._conjunction(ms, me, cues, i_before, i_after)
-            # "X/Y" is an alternative only between two classes: "tubes/lines" names one class
-            if conj is None and ((next_start < s_end and "/" in text[me:me + 2] and text[me:next_start].strip() == "/"
-                                  and not (next_pay and any(q[0] == cls for q in next_pay)))
-                                 or (prev_end > s_start and "/" in text[max(ms - 2, 0):ms]
-                                     and text[prev_end:ms].strip() == "/"
-                                     and not (prev_pay and any(q[0] == cls for q in prev_pay)))):
-                conj = (c.slash_p, "/")
+            conj = alt if alt is not None else self._conjunction(ms, me, cues, i_before, i_after, linked,
+                                                                 prev_end, next_start)
             if conj is not None and conj[0] < p:
-                status, p, cue = "uncertain", conj[0], _canon(conj[1])
-        # ---- severity (nearest, same clause, no other mention in between)
+                favoured = (pre is not None and pre in hedge and _canon(pre[1]) in c.favor_cues
+                            and (not m_starts or bisect_left(m_starts, pre_at) == bisect_left(m_starts, ms)))
+                if not favoured:
+                    # the cue stays the written hedge when it is a hedge of its own ("may reflect atelectasis or
+                    # pneumonia"); the connector when there is none or the hedge states a positive ("consistent
+                    # with atelectasis or pneumonia" is a plain differential)
+                    keep = bool(hedge) and p < c.positive_threshold
+                    status, p, cue = "uncertain", conj[0], (cue if keep else _canon(conj[1]))
+        # ---- severity and change: a word before the mention that modifies it, or one after it in its clause
         if sev_level == "none":
-            sv = self._nearest(cues, i_before, i_after, ms, me, SEV, c.severity_window,
-                               max(prev_end, s_start), min(next_start, s_end))
+            sv = self._modifier(text, low, cues, i_before, i_after, ms, me, SEV, c.severity_window,
+                                max(prev_end, s_start), min(next_start, s_end), next_start < s_end)
             if sv is not None:
-                (sev_level, sev_typ), sev_cue = sv[0][1], sv[1]
-        chg, chg_cue = "none", ""
-        ch = self._nearest(cues, i_before, i_after, ms, me, CHG, c.change_window, s_start, s_end)
+                (sev_level, sev_typ), sev_cue, sev_at = sv[0][1], sv[1], sv[2]
+        chg, chg_cue, chg_at = "none", "", -1
+        ch = self._modifier(text, low, cues, i_before, i_after, ms, me, CHG, c.change_window,
+                            max(prev_end, s_start), min(next_start, s_end), next_start < s_end)
         if ch is not None:
-            chg, chg_cue = ch[0][1], ch[1]
+            chg, chg_cue, chg_at = ch[0][1], ch[1], ch[2]
         return Mention(cls, status, float(p), cue, sev_level, sev_cue, sev_typ, chg, chg_cue,
-                       ms, me, s_start, s_end)
+                       ms, me, s_start, s_end, sev_at, chg_at)
 
     @staticmethod
     def _post_reaches(text: str, me: int, cs: int, cue: str, near: bool, m_starts: list[int] | None) -> bool:
@@ -348,23 +388,30 @@ class RuleMiner:
             j += 1
         return None if best is None else best[1]
 
-    def _conjunction(self, ms: int, me: int, cues: list, i_before: int, i_after: int) -> tuple | None:
-        """'X or Y' / 'X versus Y': a connector within conjunction_window on either side."""
+    def _conjunction(self, ms: int, me: int, cues: list, i_before: int, i_after: int,
+                     linked: tuple[bool, bool], prev_end: int, next_start: int) -> tuple | None:
+        """'X or Y' where Y is no finding of the vocabulary ("atelectasis or scarring"): a connector within
+        conjunction_window on a side where the mention is coordinated with no other mention."""
         win = self.cues.conjunction_window
-        for j in (i_after, i_before):
-            if 0 <= j < len(cues):
-                cs, ce, g, roles = cues[j]
-                dist = cs - me if j == i_after else ms - ce
-                if 0 <= dist <= win:
-                    for r in roles:
-                        if r[0] == CONJ:
-                            return (r[2], g)
+        for j, side_linked in ((i_after, linked[1]), (i_before, linked[0])):
+            if side_linked or not 0 <= j < len(cues):
+                continue
+            cs, ce, g, roles = cues[j]
+            dist = cs - me if j == i_after else ms - ce
+            if 0 <= dist <= win and (ce <= next_start if j == i_after else cs >= prev_end):
+                for r in roles:
+                    if r[0] == CONJ:
+                        return (r[2], g)
         return None
 
-    @staticmethod
-    def _nearest(cues: list, i_before: int, i_after: int, ms: int, me: int, role: int, win: int,
-                 lo: int, hi: int) -> tuple | None:
-        """Nearest cue with ``role`` within ``win`` chars, inside [lo, hi), not across a terminator."""
+    def _modifier(self, text: str, low: str, cues: list, i_before: int, i_after: int, ms: int, me: int,
+                  role: int, win: int, lo: int, hi: int, has_next: bool) -> tuple | None:
+        """The severity / change word (``role``) of a mention: (role tuple, word as written, its start).
+
+        Before the mention: the nearest such word that modifies it (``_premodifies``), after the previous mention
+        (``lo``). After it: the nearest such word before the next mention (``hi``) that is no modifier of that next
+        mention ("the heart is enlarged, with worsening edema": the change is the edema's), with no terminator and
+        no barrier word ("with") in between. The nearer of the two wins (the one before on a tie)."""
         best = None
         j = i_before
         while j >= 0:
@@ -373,27 +420,78 @@ class RuleMiner:
                 break
             r = next((r for r in roles if r[0] == role), None)
             if r is not None:
-                best = (ms - ce, r, g)
+                if self._premodifies(text, cues, j, ms):
+                    best = (ms - ce, r, g, cs)
                 break
             if any(x[0] == TERM for x in roles):
                 break
             j -= 1
         j = i_after
+        barriers = self.cues.mod_barriers
         while j < len(cues):
             cs, ce, g, roles = cues[j]
             if cs - me > win or ce > hi:
                 break
-            if best is not None and cs - me > best[0]:
+            if best is not None and cs - me >= best[0]:
                 break
             r = next((r for r in roles if r[0] == role), None)
             if r is not None:
-                if best is None or cs - me < best[0]:
-                    best = (cs - me, r, g)
+                if has_next and self._premodifies(text, cues, j, hi):
+                    break
+                if barriers is not None and barriers.search(low, me, cs):
+                    break
+                best = (cs - me, r, g, cs)
                 break
             if any(x[0] == TERM for x in roles):
                 break
             j += 1
-        return None if best is None else (best[1], best[2])
+        return None if best is None else (best[1], best[2], best[3])
+
+    def _premodifies(self, text: str, cues: list, j: int, target: int) -> bool:
+        """Does the modifier cue ``cues[j]`` stand in the noun phrase of the mention starting at ``target``?
+        At most max_words other words between (max_words_after_preposition after "no change in", "increase in"),
+        other modifier words allowed, no verb, no connector or barrier word, no other cue, and a comma only before
+        another modifier ("stable, mild cardiomegaly")."""
+        c = self.cues
+        _cs, ce, g, _roles = cues[j]
+        if target - ce > 120:
+            return False
+        last = g.lower().split()[-1] if g.strip() else ""
+        limit = c.mod_max_words_prep if last in c.mod_prepositions else c.mod_max_words
+        mod_starts = set()
+        pieces = []
+        pos = ce
+        k = j + 1
+        while k < len(cues) and cues[k][0] < target:
+            ks, ke, _kg, kroles = cues[k]
+            if kroles and not any(r[0] in _MOD_ROLES for r in kroles):
+                return False
+            if kroles:
+                pieces.append(text[pos:ks])
+                mod_starts.add(ks)
+                pos = ke
+            k += 1
+        pieces.append(text[pos:target])
+        gap = text[ce:target]
+        if any(ch in ".;:!?" for ch in gap):
+            return False
+        ci = gap.find(",")
+        while ci >= 0:
+            nxt = ce + ci + 1
+            while nxt < target and text[nxt] in " \t\r\n":
+                nxt += 1
+            if nxt not in mod_starts:
+                return False
+            ci = gap.find(",", ci + 1)
+        words = _WORD_RE.findall(" ".join(pieces).lower())
+        if len(words) > limit:
+            return False
+        if any(w in ("and", "or", "but", "nor") for w in words):
+            return False
+        rest = " ".join(words)
+        if _FINITE_RE.search(rest):
+            return False
+        return c.mod_barriers is None or not c.mod_barriers.search(rest)
 
     # ------------------------------------------------------------------ template labels
     def _labels(self, text: str, s0: int, s1: int) -> list[tuple[int, int]]:
@@ -455,6 +553,227 @@ class RuleMiner:
                 self._label_cache[label] = hit
         return hit
 
+    # ------------------------------------------------------------------ per sentence: coordination, differentials
+    def _links(self, low: str, sm: list, cues: list, cue_starts: list[int]) -> list[Link | None]:
+        """How each mention of a sentence is joined to the next one (None: not coordinated)."""
+        return [self._link(low, sm[i][1], sm[i + 1][0], cues, cue_starts, sm[i][2], sm[i + 1][2])
+                for i in range(len(sm) - 1)]
+
+    def _link(self, low: str, me: int, ns: int, cues: list, cue_starts: list[int], pay_a: list,
+              pay_b: list) -> Link | None:
+        """A coordination between mentions ending at ``me`` and starting at ``ns``: a connector ("and", "or",
+        "versus", "and/or", ",", "&", "/") and at most alternatives.max_words other words (modifier words and
+        qualifiers aside), no verb, no barrier word ("with"), no status cue or terminator. Words between two
+        separators are a list item that names no finding of the vocabulary (``extra``)."""
+        c = self.cues
+        if ns - me > 60 or not low[me:ns].strip():
+            return None
+        alt = None
+        pieces = []
+        pos = me
+        k = bisect_left(cue_starts, me)
+        while k < len(cues) and cues[k][0] < ns:
+            ks, ke, kg, kroles = cues[k]
+            if kroles:
+                conj = next((r for r in kroles if r[0] == CONJ), None)
+                if conj is not None:
+                    if alt is None or conj[2] < alt[0]:
+                        alt = (conj[2], kg)
+                elif not all(r[0] in (SEV, CHG, QUAL) for r in kroles):
+                    return None
+                pieces.append(low[pos:ks])
+                pos = ke
+            k += 1
+        pieces.append(low[pos:ns])
+        rest = " ".join(pieces)
+        if any(ch not in _LINK_PUNCT and not ch.isalpha() for ch in rest):
+            return None
+        words = _WORD_RE.findall(rest)
+        has_and = "and" in words
+        if alt is None and not (has_and or "," in rest or "&" in rest or "/" in rest):
+            return None
+        if sum(1 for w in words if w not in ("and", "either", "nor")) > c.alt_max_words:
+            return None
+        if _FINITE_RE.search(rest) or (c.mod_barriers is not None and c.mod_barriers.search(rest)):
+            return None
+        if alt is None and rest.strip() == "/":
+            if {q[0] for q in pay_a} & {q[0] for q in pay_b}:
+                return Link(False, 1.0, "", False)  # one class named twice: "tubes/lines"
+            return Link(True, c.slash_p, "/", False)
+        items = _SEP_RE.split(rest)
+        extra = sum(1 for x in items[1:-1] if _WORD_RE.search(x))
+        if alt is not None:
+            return Link(True, alt[0], alt[1], has_and, extra)
+        return Link(False, 1.0, "", has_and, extra)
+
+    @staticmethod
+    def _runs(links: list[Link | None]) -> list[tuple[int, int]]:
+        """Maximal runs (first, last mention index) of coordinated mentions."""
+        out = []
+        i, n = 0, len(links)
+        while i < n:
+            if links[i] is None:
+                i += 1
+                continue
+            j = i
+            while j < n and links[j] is not None:
+                j += 1
+            out.append((i, j))
+            i = j + 1
+        return out
+
+    def _differentials(self, low: str, sm: list, links: list[Link | None], ss: int,
+                       se: int) -> dict[int, tuple[float, str]]:
+        """Mention index -> (p cap, connector) for the members of each differential of a sentence. A run of
+        coordinated mentions is cut at each plain "and"; a part with a differential connector is a differential;
+        a sign before a comma ("opacity, atelectasis or pneumonia") is the thing explained, no member."""
+        c = self.cues
+        res: dict[int, tuple[float, str]] = {}
+        for a0, b0 in self._runs(links):
+            a = a0
+            for k in range(a0, b0 + 1):
+                if k < b0 and (links[k].alt or not links[k].has_and):  # type: ignore[union-attr]
+                    continue
+                alts = [links[x] for x in range(a, k) if links[x].alt]  # type: ignore[union-attr]
+                if alts:
+                    first = a
+                    if not links[a].alt and low[sm[a][0]:sm[a][1]].split()[-1] in c.alt_signs:  # type: ignore
+                        first = a + 1
+                    n = k - first + 1 + sum(links[x].extra for x in range(first, k))  # type: ignore[union-attr]
+                    lead = sm[first - 1][1] if first > 0 else ss
+                    if self._alt_lead is not None and self._alt_lead.search(low, lead, sm[first][0]):
+                        n += 1
+                    trail = sm[k + 1][0] if k + 1 < len(sm) else se
+                    if self._alt_trail is not None and self._alt_trail.match(low, sm[k][1], trail):
+                        n += 1
+                    if n >= 2:
+                        p = min(x.p for x in alts)  # type: ignore[union-attr]
+                        if c.alt_spread and n >= 3:
+                            p = min(p, round(1.0 / n, 4))
+                        for x in range(first, k + 1):
+                            res[x] = (p, alts[0].cue)  # type: ignore[union-attr]
+                a = k + 1
+        return res
+
+    def _sentence_cues(self, low: str, sm: list, cues: list, links: list[Link | None] | None,
+                       se: int) -> list:
+        """Resolve predicative hedges and comparatives of one sentence into plain pre / post roles.
+
+        A predicative hedge ("pneumothorax is thought less likely") becomes a post hedge that reaches its subject
+        only (the mention before it and the mentions coordinated with it), when the words in between are frame
+        words and the hedge ends its clause; otherwise it stays a pre hedge. A comparative ("A is favored over
+        B") becomes a pre hedge with its ``after`` p and, with a ``before`` p, a post hedge on its subject; one
+        that needs a favour cue is dropped without one."""
+        c = self.cues
+        out = list(cues)
+        favour_seen = False
+        for k, (cs, ce, g, roles) in enumerate(cues):
+            is_favour = _canon(g) in c.favor_cues
+            if not any(r[0] in (UNC_PRED, COMP) for r in roles):
+                favour_seen = favour_seen or is_favour
+                continue
+            new = [r for r in roles if r[0] not in (UNC_PRED, COMP)]
+            for r in roles:
+                if r[0] == UNC_PRED:
+                    reach = self._subject(low, sm, cues, links, k, r[1], se)
+                    if reach is not None:
+                        new = [x for x in new if x[0] != UNC_PRE] + [(UNC_POST, reach, r[2])]
+                elif r[0] == COMP:
+                    before, needs_favour = r[1]
+                    if needs_favour and not favour_seen:
+                        continue
+                    new.append((UNC_PRE, None, r[2]))
+                    if before is not None:
+                        reach = self._subject(low, sm, cues, links, k, True, -1)
+                        if reach is not None:
+                            new.append((UNC_POST, reach, before))
+            out[k] = (cs, ce, g, new)
+            favour_seen = favour_seen or is_favour
+        return out
+
+    def _subject(self, low: str, sm: list, cues: list, links: list[Link | None] | None, k: int, bare: bool,
+                 se: int) -> frozenset[int] | None:
+        """Starts of the mentions a hedge ``cues[k]`` written after them is predicated of, or None. The words
+        between the last mention before the cue and the cue must be predicative frame words (at least one unless
+        ``bare``), with no other cue; with ``se`` >= 0 the cue must also end its clause."""
+        c = self.cues
+        cs, ce = cues[k][0], cues[k][1]
+        i = len(sm) - 1
+        while i >= 0 and sm[i][1] > cs:
+            i -= 1
+        if i < 0:
+            return None
+        me = sm[i][1]
+        if k > 0 and cues[k - 1][1] > me and cues[k - 1][3]:
+            return None
+        gap = low[me:cs]
+        if any(ch not in _LINK_PUNCT and not ch.isalpha() for ch in gap):
+            return None
+        words = _WORD_RE.findall(gap)
+        if any(w not in c.pred_frame_words for w in words) or (not bare and not words):
+            return None
+        if se >= 0:
+            end = se
+            for x in cues[k + 1:]:
+                if any(r[0] == TERM for r in x[3]):
+                    end = x[0]
+                    break
+            rest = low[ce:end]
+            cut = min((q for q in (rest.find(","), rest.find(";"), rest.find(")")) if q >= 0), default=-1)
+            if cut >= 0:
+                rest = rest[:cut]
+            rest = rest.strip(" \t\r\n.!?")
+            if rest and not any(rest.startswith(f) and (len(rest) == len(f) or not rest[len(f)].isalnum())
+                                for f in c.pred_followed_by):
+                return None
+        j = i
+        while links is not None and j > 0 and links[j - 1] is not None:
+            j -= 1
+        return frozenset(sm[x][0] for x in range(j, i + 1))
+
+    def _share(self, low: str, sm: list, links: list[Link | None], spans: list[list[Mention]]) -> None:
+        """Modifier scope over coordinated mentions (in place): a severity / change word before the first member
+        reaches the members that have none of their own; one after the last member reaches them too when no verb
+        or a plural verb stands between ("cardiomegaly and edema have worsened"). A differential frame's list
+        ("the differential includes A, B and C") spreads belief like a differential."""
+        c = self.cues
+        for a, b in self._runs(links):
+            members = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"]
+            if len(members) < 2:
+                continue
+            for sev in (True, False):
+                src = None
+                for m in spans[a]:
+                    at = m.sev_at if sev else m.chg_at
+                    if 0 <= at < m.start:
+                        cue = m.severity_cue if sev else m.change_cue
+                        if _canon(cue) not in c.mod_not_shared:
+                            src = m
+                            break
+                if src is None:
+                    for m in spans[b]:
+                        at = m.sev_at if sev else m.chg_at
+                        if at > m.end:
+                            verbs = _FINITE_RE.findall(low, sm[b][1], at)
+                            if all(v in c.mod_plural_verbs for v in verbs):
+                                cue = m.severity_cue if sev else m.change_cue
+                                if _canon(cue) not in c.mod_not_shared:
+                                    src = m
+                                    break
+                if src is None:
+                    continue
+                for m in members:
+                    if sev and m.severity == "none":
+                        m.severity, m.severity_cue, m.severity_typ = src.severity, src.severity_cue, src.severity_typ
+                    elif not sev and m.change == "none":
+                        m.change, m.change_cue = src.change, src.change_cue
+            n = b - a + 1
+            if c.alt_spread and n >= 3 and all(_canon(m.cue) in c.alt_frames for m in members):
+                cap = round(1.0 / n, 4)
+                for m in members:
+                    if m.p > cap:
+                        m.p, m.status = cap, "uncertain"
+
     # ------------------------------------------------------------------ per report
     def mine_mentions(self, text: str) -> tuple[list[Mention], bool]:
         """All resolved mentions of a report (text order) and whether an other-abnormality blocker was asserted."""
@@ -494,14 +813,21 @@ class RuleMiner:
                     val = norm_phrase(text[label_at[ss] + 1:se].strip(" \t\r\n.,;!"))
                     if val in self.cues.template_negative:
                         neg_end, neg_cue = label_at[ss], val
+                links = self._links(low, sm, cues, cue_starts) if len(sm) > 1 else None
+                if any(r[0] >= UNC_PRED for x in cues for r in x[3]):
+                    cues = self._sentence_cues(low, sm, cues, links, se)
+                alts = self._differentials(low, sm, links, ss, se) if links else None
+                spans: list[list[Mention]] = []
                 for idx, (ms, me, payload) in enumerate(sm):
                     prev_end = sm[idx - 1][1] if idx > 0 else ss
                     next_start = sm[idx + 1][0] if idx + 1 < len(sm) else se
+                    linked = ((idx > 0 and links[idx - 1] is not None, idx + 1 < len(sm) and links[idx] is not None)
+                              if links else (False, False))
+                    span: list[Mention] = []
                     for cls, kind, p in payload:
-                        mm = self._resolve(text, ms, me, cls, kind, p, cues, cue_starts,
+                        mm = self._resolve(text, low, ms, me, cls, kind, p, cues, cue_starts,
                                            prev_end, next_start, ss, se, m_starts,
-                                           sm[idx - 1][2] if idx > 0 else None,
-                                           sm[idx + 1][2] if idx + 1 < len(sm) else None)
+                                           alts.get(idx) if alts else None, linked)
                         if mm is None:
                             continue
                         if me <= neg_end:
@@ -510,7 +836,12 @@ class RuleMiner:
                             if mm.status != "negative":
                                 blocked = True
                             continue
-                        out.append(mm)
+                        span.append(mm)
+                    spans.append(span)
+                if links:
+                    self._share(low, sm, links, spans)
+                for span in spans:
+                    out.extend(span)
         return out, blocked
 
     def mine_rows(self, text: Any, study_id: str = "") -> list[tuple]:
