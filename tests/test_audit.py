@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from repgls.audit import DEFAULT_MAX_REPORTS, HARD_MAX_REPORTS, Selection, audit, audit_page, render_html
+from repgls.mining.audit import DEFAULT_MAX_REPORTS, HARD_MAX_REPORTS, Selection, audit, audit_page, render_html
 from repgls.mining import mine_to_file
 from repgls.mining.readers import join_text
 

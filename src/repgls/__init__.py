@@ -8,6 +8,7 @@ stage     function                 what it does
 phantom   ``repgls.phantom``       a synthetic world: films, reports by a simulated reader, truth
 mine      ``repgls.mine``          reports -> graded findings (``mine_report`` for one text)
 compare   ``repgls.compare``       per-class agreement of two findings tables
+audit     ``repgls.audit``         one HTML page: mentions highlighted on their reports (+ a comparison)
 rates     ``repgls.rates``         findings -> labels, GLS rates and certainties (``train_rgn``: RGN)
 prepare   ``repgls.prepare``       an image dataset -> a resized uint8 image cache
 train     ``repgls.train``         cache + labels + config -> a run folder
@@ -34,6 +35,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "mine": ("repgls.mining", "mine"),
     "mine_report": ("repgls.mining", "mine_report"),
     "compare": ("repgls.mining.compare", "compare_findings"),
+    "audit": ("repgls.mining.audit", "audit"),
     "rates": ("repgls.rating.build", "rates"),
     "train_rgn": ("repgls.rating.rgn", "train_rgn"),
     "prepare": ("repgls.data.cache", "prepare"),
@@ -48,7 +50,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "write_report": ("repgls.html_report", "write_report"),
 }
 #: The stage functions, in pipeline order (each is also a ``repgls`` CLI command).
-STAGES = ("phantom", "mine", "compare", "rates", "prepare", "train", "evaluate", "predict", "bench", "demo")
+STAGES = ("phantom", "mine", "compare", "audit", "rates", "prepare", "train", "evaluate", "predict", "bench", "demo")
 
 __all__ = ["STAGES", "__version__", *sorted(_LAZY)]
 

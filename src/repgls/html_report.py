@@ -275,7 +275,9 @@ def _auc_bars(result: Mapping[str, Any], truth: Mapping[str, Any] | None) -> str
         if any(ci is not None and None not in ci for ci in cis):
             lo = np.array([v - ci[0] if ci and None not in ci else 0 for v, ci in zip(vals, cis, strict=True)])
             hi = np.array([ci[1] - v if ci and None not in ci else 0 for v, ci in zip(vals, cis, strict=True)])
-            ax.errorbar(np.nan_to_num(vals), pos + off, xerr=np.nan_to_num(np.vstack([lo, hi])), fmt="none",
+            # a percentile interval need not contain the point estimate (few replicates): clip the whiskers at 0
+            xerr = np.maximum(np.nan_to_num(np.vstack([lo, hi])), 0.0)
+            ax.errorbar(np.nan_to_num(vals), pos + off, xerr=xerr, fmt="none",
                         ecolor="#30343b", elinewidth=0.9, capsize=2)
         for p, v in zip(pos + off, vals, strict=True):
             if not math.isfinite(v):

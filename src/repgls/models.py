@@ -26,12 +26,18 @@ import torch
 from torch import nn
 
 __all__ = [
+    "FAMILIES",
+    "MODELS",
     "LUViT",
+    "ModelFamily",
+    "ModelSpec",
     "TimmClassifier",
     "create_model",
     "gradcam_target_layers",
     "list_models",
     "load_weights",
+    "register_family",
+    "register_model",
     "vit_reshape_transform",
 ]
 
@@ -70,22 +76,27 @@ class ConvStemPatchEmbed(timm.layers.PatchEmbed):
 
 
 @dataclass(frozen=True)
-class _Spec:
-    """Registry entry: a timm architecture name plus overrides, and whether to add the LU rate head."""
+class ModelSpec:
+    """Registry entry: a timm architecture (name + overrides) or a ``builder``, and whether to add the LU rate head.
 
-    timm_name: str
+    ``builder(num_classes=K, in_chans=C, img_size=S, **kw) -> nn.Module`` builds a non-timm model; it must map
+    [B, C, S, S] to logits [B, K] (and may define ``forward_all``).
+    """
+
+    timm_name: str | None = None
     lu: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
     test_img_size: int | None = None  # tiny variants fix their own default input size
     doc: str = ""
+    builder: Callable[..., nn.Module] | None = None
 
 
-_REGISTRY: dict[str, _Spec] = {
-    "lu_vit_small": _Spec("vit_small_patch16_224", lu=True, doc="LU-ViT on ViT-S/16 (default)"),
-    "lu_vit_base": _Spec("vit_base_patch16_224", lu=True, doc="LU-ViT on ViT-B/16"),
-    "densenet121": _Spec("densenet121", doc="DenseNet-121 (CheXNet-style baseline)"),
-    "resnet50": _Spec("resnet50", doc="ResNet-50 (LTML / DB baseline)"),
-    "lu_vit_tiny": _Spec(
+MODELS: dict[str, ModelSpec] = {
+    "lu_vit_small": ModelSpec("vit_small_patch16_224", lu=True, doc="LU-ViT on ViT-S/16 (default)"),
+    "lu_vit_base": ModelSpec("vit_base_patch16_224", lu=True, doc="LU-ViT on ViT-B/16"),
+    "densenet121": ModelSpec("densenet121", doc="DenseNet-121 (CheXNet-style baseline)"),
+    "resnet50": ModelSpec("resnet50", doc="ResNet-50 (LTML / DB baseline)"),
+    "lu_vit_tiny": ModelSpec(
         "vit_small_patch16_224",
         lu=True,
         test_img_size=64,
@@ -98,26 +109,26 @@ _REGISTRY: dict[str, _Spec] = {
         },
         doc="small LU-ViT for CPU runs: conv stem (ViT_C, 2 convs per stage), patch 8, 2 blocks, dim 128",
     ),
-    "lu_vit_tiny_test": _Spec(
+    "lu_vit_tiny_test": ModelSpec(
         "vit_small_patch16_224",
         lu=True,
         test_img_size=64,
         overrides={"embed_dim": 64, "depth": 2, "num_heads": 2},
         doc="tiny LU-ViT for tests (64 px)",
     ),
-    "vit_tiny_test": _Spec(
+    "vit_tiny_test": ModelSpec(
         "vit_small_patch16_224",
         test_img_size=64,
         overrides={"embed_dim": 64, "depth": 2, "num_heads": 2},
         doc="tiny plain ViT for tests (64 px)",
     ),
-    "densenet_tiny_test": _Spec(
+    "densenet_tiny_test": ModelSpec(
         "densenet121",
         test_img_size=64,
         overrides={"growth_rate": 8, "block_config": (1, 1, 1, 1)},
         doc="tiny DenseNet for tests",
     ),
-    "resnet_tiny_test": _Spec(
+    "resnet_tiny_test": ModelSpec(
         "resnet18",
         test_img_size=64,
         overrides={"layers": (1, 1, 1, 1), "channels": (8, 16, 32, 64), "stem_width": 8},
@@ -126,10 +137,23 @@ _REGISTRY: dict[str, _Spec] = {
 }
 
 
+def register_model(name: str, timm_name: str | None = None, *, builder: Callable[..., nn.Module] | None = None,
+                   lu: bool = False, overrides: dict[str, Any] | None = None, test_img_size: int | None = None,
+                   doc: str = "") -> ModelSpec:
+    """Register a model name for ``create_model`` and the ``model.name`` config key: a timm architecture with
+    ``overrides`` (``lu=True`` adds LU-ViT's rate head to a ViT), or a ``builder`` for any other module. Its
+    Grad-CAM layer comes from its family (:func:`register_family`)."""
+    if (timm_name is None) == (builder is None):
+        raise ValueError(f"model {name!r}: give a timm_name or a builder (one of them)")
+    spec = ModelSpec(timm_name, lu, dict(overrides or {}), test_img_size, doc, builder)
+    MODELS[name] = spec
+    return spec
+
+
 def list_models() -> list[str]:
     """Registered names. Any timm ``vit_*`` name (``timm.list_models("vit_*")``) is also accepted by
     ``create_model`` and gives a plain ViT classifier."""
-    return sorted(_REGISTRY)
+    return sorted(MODELS)
 
 
 def _is_vit(module: nn.Module) -> bool:
@@ -202,15 +226,24 @@ def create_model(
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    spec = _REGISTRY.get(name)
+    spec = MODELS.get(name)
     if spec is None:
         if name.startswith("vit_") and name in timm.list_models():
-            spec = _Spec(name)
+            spec = ModelSpec(name)
         else:
             raise ValueError(
                 f"unknown model {name!r}; known: {', '.join(list_models())}, or any timm vit_* name"
             )
+    if spec.builder is not None:
+        if pretrained is True:
+            raise ValueError(f"{name} is not a timm model; give pretrained weights as a file path")
+        model = spec.builder(num_classes=num_classes, in_chans=in_chans, img_size=img_size or spec.test_img_size,
+                             **{**spec.overrides, **kw})
+        if pretrained not in (False, None):
+            load_weights(model, pretrained)
+        return model
     args: dict[str, Any] = {**spec.overrides, **kw, "in_chans": in_chans}
+    assert spec.timm_name is not None
     is_vit = spec.timm_name.startswith("vit_")
     if is_vit:
         args["img_size"] = img_size if img_size is not None else (spec.test_img_size or 224)
@@ -329,20 +362,46 @@ def vit_reshape_transform(backbone: nn.Module) -> Callable[[torch.Tensor], torch
     return reshape
 
 
+@dataclass(frozen=True)
+class ModelFamily:
+    """Models whose backbone is a ``backbone_type``, and where Grad-CAM hooks them: ``gradcam(backbone) ->
+    (target layers, reshape transform or None)``."""
+
+    name: str
+    backbone_type: type
+    gradcam: Callable[[nn.Module], tuple[list[nn.Module], Callable[[torch.Tensor], torch.Tensor] | None]]
+
+
+FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register_family(name: str, backbone_type: type,
+                    gradcam: Callable[[nn.Module], tuple[list[nn.Module], Any]]) -> ModelFamily:
+    """Register a model family: models whose backbone (``model.backbone``, else the model) is an instance of
+    ``backbone_type`` get their Grad-CAM target from ``gradcam``. Later registrations are tried first."""
+    fam = ModelFamily(name, backbone_type, gradcam)
+    FAMILIES[name] = fam
+    return fam
+
+
+register_family("vit", timm.models.vision_transformer.VisionTransformer,
+                lambda bb: ([bb.blocks[-1].norm1], vit_reshape_transform(bb)))
+register_family("densenet", timm.models.densenet.DenseNet, lambda bb: ([bb.features[-1]], None))
+register_family("resnet", timm.models.resnet.ResNet, lambda bb: ([bb.layer4[-1]], None))
+
+
 def gradcam_target_layers(
     model: nn.Module,
 ) -> tuple[list[nn.Module], Callable[[torch.Tensor], torch.Tensor] | None]:
     """Layers Grad-CAM should hook for this model, and the reshape transform (ViT only, else None).
 
-    ViT: ``blocks[-1].norm1`` (the usual choice: the last block's input norm, tokens [B, N, D]) with
-    ``vit_reshape_transform``; DenseNet: the last feature module (``features[-1]``, after norm5);
-    ResNet: the last block of ``layer4``.
+    From the model's family (:func:`register_family`): ViT ``blocks[-1].norm1`` (the last block's input norm,
+    tokens [B, N, D]) with ``vit_reshape_transform``; DenseNet the last feature module (``features[-1]``,
+    after norm5); ResNet the last block of ``layer4``.
     """
     bb = getattr(model, "backbone", model)
-    if _is_vit(bb):
-        return [bb.blocks[-1].norm1], vit_reshape_transform(bb)
-    if isinstance(bb, timm.models.densenet.DenseNet):
-        return [bb.features[-1]], None
-    if isinstance(bb, timm.models.resnet.ResNet):
-        return [bb.layer4[-1]], None
-    raise TypeError(f"no Grad-CAM target known for {type(bb).__name__}")
+    for fam in reversed(FAMILIES.values()):
+        if isinstance(bb, fam.backbone_type):
+            return fam.gradcam(bb)
+    raise TypeError(f"no Grad-CAM target known for {type(bb).__name__}; register its family with "
+                    "repgls.models.register_family")

@@ -53,7 +53,7 @@ def audit_cmd(
     Every mention highlighted by status, with its certainty, cue, severity, change and typicality; filters by
     class, status and certainty; per-class counts; with --compare, disagreements first, side by side.
     """
-    from repgls.audit import Selection, audit_page
+    from repgls.mining.audit import Selection, audit_page
 
     def note(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -423,6 +423,42 @@ def make_backend(
     return TransformersBackend(model, device=device, enable_thinking=enable_thinking)
 
 
+async def _ask_all(todo: dict[str, str], backend: Any, store: LLMCache | None, pr: Prompt, vocab: Any, model: str,
+                   version: str, schema: dict[str, Any], *, own_backend: bool, check_server: bool,
+                   **kw: Any) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
+    """Check the server (``/models``) then ask for every text of ``todo``; closes a backend made here."""
+    from repgls.mining.llm_backends import BackendError
+
+    try:
+        if check_server and hasattr(backend, "models"):
+            try:
+                served = await backend.models()
+            except BackendError as e:
+                raise ValueError(f"LLM server not usable (is it running?): {e}") from None
+            if served and model not in served:
+                log.warning("model %r is not among the server's models %s", model, served[:5])
+        return await _mine_async(todo, backend, store, pr, vocab, model, version, schema, **kw)
+    finally:
+        if own_backend:
+            await backend.aclose()
+
+
+def _rows(items: list[tuple[Any, str]], shas: list[str], answers: dict[str, str],
+          errors: dict[str, tuple[str, int]], pr: Prompt, vocab: Any, source: str, version: str,
+          stats: MineStats) -> list[dict[str, Any]]:
+    """Findings rows of every answered report, in input order; unanswered ones go to ``stats.failures``."""
+    rows: list[dict[str, Any]] = []
+    for (sid, text), sha in zip(items, shas, strict=True):
+        if not text.strip():
+            continue
+        if sha in answers:
+            rows.extend(answer_to_rows(sid, text, json.loads(answers[sha]), pr, vocab, source, version))
+        else:
+            err, attempts = errors.get(sha, ("not answered", 0))
+            stats.failures.append({"study_id": sid, "error": err, "attempts": attempts})
+    return rows
+
+
 def mine_llm(
     reports: Iterable[tuple[Any, str]],
     vocab: Any,
@@ -504,40 +540,16 @@ def mine_llm(
                 except BackendError as e:
                     raise ValueError(str(e)) from None
 
-            async def go() -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
-                try:
-                    if check_server and hasattr(backend, "models"):
-                        try:
-                            served = await backend.models()
-                        except BackendError as e:
-                            raise ValueError(f"LLM server not usable (is it running?): {e}") from None
-                        if served and model not in served:
-                            log.warning("model %r is not among the server's models %s", model, served[:5])
-                    return await _mine_async(
-                        todo, backend, store, pr, vocab, model, version, schema, concurrency=concurrency,
-                        progress=progress, temperature=temperature, retry_temperature=retry_temperature,
-                        max_tokens=max_tokens, invalid_retries=invalid_retries,
-                    )
-                finally:
-                    if own_backend:
-                        await backend.aclose()
-
-            new, errors = _run(go())
+            new, errors = _run(_ask_all(
+                todo, backend, store, pr, vocab, model, version, schema, own_backend=own_backend,
+                check_server=check_server, concurrency=concurrency, progress=progress, temperature=temperature,
+                retry_temperature=retry_temperature, max_tokens=max_tokens, invalid_retries=invalid_retries))
             answers.update(new)
     finally:
         if store is not None:
             store.close()
 
-    source = f"llm:{model}"
-    rows: list[dict[str, Any]] = []
-    for (sid, text), sha in zip(items, shas, strict=True):
-        if not text.strip():
-            continue
-        if sha in answers:
-            rows.extend(answer_to_rows(sid, text, json.loads(answers[sha]), pr, vocab, source, version))
-        else:
-            err, attempts = errors.get(sha, ("not answered", 0))
-            stats.failures.append({"study_id": sid, "error": err, "attempts": attempts})
+    rows = _rows(items, shas, answers, errors, pr, vocab, f"llm:{model}", version, stats)
     if stats.failures:
         log.warning("LLM miner: %d of %d reports failed (not cached; rerun with the same cache to retry). "
                     "First error: %s", len(stats.failures), stats.n_reports, stats.failures[0]["error"])

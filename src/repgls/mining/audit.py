@@ -327,9 +327,9 @@ def _write_private(out: Path, content: str) -> None:
 def render_html(data: dict[str, Any]) -> str:
     """The page: the packaged template with ``data`` as one JSON blob (every ``<``, ``>``, ``&`` escaped, so no
     report text can close the script element) and a CSP that lets only the template's own script run."""
-    template = resources.files("repgls").joinpath("templates/audit.html").read_text(encoding="utf-8")
+    template = resources.files("repgls.mining").joinpath("audit.html").read_text(encoding="utf-8")
     if template.count(_PLACEHOLDER) != 1:
-        raise RuntimeError("templates/audit.html must hold the data placeholder exactly once")
+        raise RuntimeError("mining/audit.html must hold the data placeholder exactly once")
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     blob = (blob.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
