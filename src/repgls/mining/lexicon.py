@@ -168,6 +168,7 @@ class Cues:
     favor_cues: frozenset[str] = frozenset()
     pred_frame_words: frozenset[str] = frozenset()
     pred_followed_by: tuple[str, ...] = ()
+    pred_max_prefix: int = 6
     mod_max_words: int = 4
     mod_max_words_prep: int = 8
     mod_prepositions: frozenset[str] = frozenset()
@@ -332,6 +333,7 @@ def load_cues(path: str | None = None) -> Cues:
         favor_cues=frozenset(norm_phrase(str(a)) for a in raw.get("favor_cues", []) or []),
         pred_frame_words=frozenset(str(a).lower() for a in pred.get("frame_words", []) or []),
         pred_followed_by=tuple(norm_phrase(str(a)) for a in pred.get("followed_by", []) or []),
+        pred_max_prefix=int(pred.get("max_prefix_words", 6)),
         mod_max_words=int(scope.get("max_words", 4)),
         mod_max_words_prep=int(scope.get("max_words_after_preposition", 8)),
         mod_prepositions=frozenset(str(a).lower() for a in scope.get("prepositions", []) or []),

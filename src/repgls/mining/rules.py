@@ -413,6 +413,12 @@ class RuleMiner:
         mention ("the heart is enlarged, with worsening edema": the change is the edema's), with no terminator and
         no barrier word ("with") in between. The nearer of the two wins (the one before on a tie)."""
         best = None
+        k = i_before + 1
+        if k < len(cues) and cues[k][0] < ms < cues[k][1] and cues[k][0] >= lo:
+            # a modifier phrase that runs into the mention ("mildly enlarged" + "enlarged heart")
+            r = next((r for r in cues[k][3] if r[0] == role), None)
+            if r is not None:
+                return (r, cues[k][2], cues[k][0])
         j = i_before
         while j >= 0:
             cs, ce, g, roles = cues[j]
@@ -607,8 +613,10 @@ class RuleMiner:
         return Link(False, 1.0, "", has_and, extra)
 
     @staticmethod
-    def _runs(links: list[Link | None]) -> list[tuple[int, int]]:
-        """Maximal runs (first, last mention index) of coordinated mentions."""
+    def _runs(links: list[Link | None], coordinated: bool = False) -> list[tuple[int, int]]:
+        """Maximal runs (first, last mention index) of linked mentions. ``coordinated``: noun-phrase
+        coordinations only -- a run ends with "and", "or" or another connector ("A, B and C"); a comma with no
+        connector after it in the run separates ("likely atelectasis, pneumonia less likely")."""
         out = []
         i, n = 0, len(links)
         while i < n:
@@ -618,7 +626,22 @@ class RuleMiner:
             j = i
             while j < n and links[j] is not None:
                 j += 1
-            out.append((i, j))
+            if not coordinated:
+                out.append((i, j))
+            else:
+                a = i
+                while a < j:
+                    b = a
+                    last = -1
+                    while b < j:
+                        lk = links[b]
+                        if lk.alt or lk.has_and:  # type: ignore[union-attr]
+                            last = b
+                        b += 1
+                    if last < 0:
+                        break
+                    out.append((a, last + 1))
+                    a = last + 1
             i = j + 1
         return out
 
@@ -710,12 +733,24 @@ class RuleMiner:
         if any(ch not in _LINK_PUNCT and not ch.isalpha() for ch in gap):
             return None
         words = _WORD_RE.findall(gap)
-        if any(w not in c.pred_frame_words for w in words) or (not bare and not words):
+        # the predicate (frame words) may follow a short phrase that places the finding ("atelectasis at the right
+        # base is likely"): no verb, no barrier word, at most pred_max_prefix words
+        t = len(words)
+        while t > 0 and words[t - 1] in c.pred_frame_words:
+            t -= 1
+        if t:
+            prefix = " ".join(words[:t])
+            if (t > c.pred_max_prefix or (t == len(words) and not bare) or _FINITE_RE.search(prefix)
+                    or (c.mod_barriers is not None and c.mod_barriers.search(prefix))):
+                return None
+        elif not bare and not words:
             return None
         if se >= 0:
             end = se
             for x in cues[k + 1:]:
                 if any(r[0] == TERM for r in x[3]):
+                    if _canon(x[2]) in c.hedge_crosses and not low[ce:x[0]].strip():
+                        return None  # "atelectasis is likely related to ...": the hedge is on the cause
                     end = x[0]
                     break
             rest = low[ce:end]
@@ -727,8 +762,10 @@ class RuleMiner:
                                 for f in c.pred_followed_by):
                 return None
         j = i
-        while links is not None and j > 0 and links[j - 1] is not None:
-            j -= 1
+        if links is not None:
+            for a, b in self._runs(links, coordinated=True):
+                if a < i <= b:
+                    j = a
         return frozenset(sm[x][0] for x in range(j, i + 1))
 
     def _share(self, low: str, sm: list, links: list[Link | None], spans: list[list[Mention]]) -> None:
@@ -737,7 +774,7 @@ class RuleMiner:
         or a plural verb stands between ("cardiomegaly and edema have worsened"). A differential frame's list
         ("the differential includes A, B and C") spreads belief like a differential."""
         c = self.cues
-        for a, b in self._runs(links):
+        for a, b in self._runs(links, coordinated=True):
             members = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"]
             if len(members) < 2:
                 continue
