@@ -76,6 +76,8 @@ _WORD_RE = re.compile(r"[a-z]+")
 _LINK_PUNCT = frozenset(" \t\r\n,/&-()")
 _MOD_ROLES = (SEV, CHG)
 # list separators inside a coordination gap (cue spans already cut out and joined by a space)
+_DECIMAL_RE = re.compile(r"\d\.\d")
+_CONNECTORS = frozenset(("and", "or", "but", "nor"))
 _SEP_RE = re.compile(r",|&|/|\band\b|\beither\b|\s{2,}")
 
 
@@ -446,6 +448,8 @@ class RuleMiner:
                     break
                 if barriers is not None and barriers.search(low, me, cs):
                     break
+                if _starts_conjunct(low[me:cs]):
+                    break  # "congestion and increased opacities": the word opens another conjunct
                 best = (cs - me, r, g, cs)
                 break
             if any(x[0] == TERM for x in roles):
@@ -478,7 +482,7 @@ class RuleMiner:
                 pos = ke
             k += 1
         pieces.append(text[pos:target])
-        gap = text[ce:target]
+        gap = _DECIMAL_RE.sub("0", text[ce:target])
         if any(ch in ".;:!?" for ch in gap):
             return False
         ci = gap.find(",")
@@ -492,7 +496,9 @@ class RuleMiner:
         words = _WORD_RE.findall(" ".join(pieces).lower())
         if len(words) > limit:
             return False
-        if any(w in ("and", "or", "but", "nor") for w in words):
+        # a connector only between two words of the noun phrase ("small right and left effusions"), not right
+        # after the modifier ("the effusion has increased and atelectasis")
+        if words and (words[0] in _CONNECTORS or any(w in ("but", "nor") for w in words)):
             return False
         rest = " ".join(words)
         if _FINITE_RE.search(rest):
@@ -917,6 +923,18 @@ class RuleMiner:
     def mine_report(self, text: Any, study_id: str = "") -> list[dict[str, Any]]:
         """Findings of one report as a list of dicts (FINDINGS_SCHEMA columns)."""
         return [dict(zip(FINDINGS_COLUMNS, r, strict=False)) for r in self.mine_rows(text, study_id)]
+
+
+def _starts_conjunct(gap: str) -> bool:
+    """Does a connector ("and", "or") in ``gap`` (between a mention and a modifier after it) come before any verb,
+    so that the modifier opens another conjunct ("effusion and increased opacities"; not "effusion is small and
+    stable")?"""
+    for w in _WORD_RE.findall(gap):
+        if w in _CONNECTORS:
+            return True
+        if _FINITE_RE.fullmatch(w):
+            return False
+    return False
 
 
 def _split_at(text: str, sents: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
