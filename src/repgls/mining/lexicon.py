@@ -27,7 +27,8 @@ from repgls.vocab import Vocabulary, load_vocab
 # reaches only those mentions.
 NEG_PRE, NEG_POST, PSEUDO_PRE, PSEUDO_POST, UNC_PRE, UNC_POST, CONJ, TERM, QUAL, SEV, CHG, HYP_PRE, HYP_POST, NOOP = (
     range(14))
-UNC_PRED, COMP = 14, 15
+# REF: a reference to one member of the differential before it, (REF, 0 first | -1 last, p) ("the former favored").
+UNC_PRED, COMP, REF = 14, 15, 16
 STATUS_PRE = (NEG_PRE, PSEUDO_PRE, UNC_PRE, HYP_PRE)
 STATUS_POST = (NEG_POST, PSEUDO_POST, UNC_POST, HYP_POST)
 HEDGE_ROLES = (UNC_PRE, UNC_POST, HYP_PRE, HYP_POST)
@@ -204,6 +205,21 @@ def partial_change_phrases(raw: dict[str, Any]) -> list[str]:
     return [f"{d} {e}" for d in pc.get("degrees", []) or [] for e in pc.get("events", []) or []]
 
 
+def favour_reference_phrases(raw: dict[str, Any], src: str = "cues") -> list[tuple[str, int, float, str]]:
+    """``favour_references`` as (phrase, 0 first | -1 last member, p, source note)."""
+    fr = raw.get("favour_references", {}) or {}
+    if not fr:
+        return []
+    p, note = cue_entry(fr.get("p", 0.7), f"{src}: favour_references.p")
+    out = []
+    for ref, which in (fr.get("refs", {}) or {}).items():
+        if which not in ("first", "last"):
+            raise ValueError(f"{src}: favour_references.refs.{ref}: expected first or last, got {which!r}")
+        for form in fr.get("forms", []) or []:
+            out.append((str(form).replace("{ref}", str(ref)), 0 if which == "first" else -1, p, note))
+    return out
+
+
 def comparative_phrases(raw: dict[str, Any], src: str = "cues") -> list[tuple[str, float | None, float, bool]]:
     """``comparatives`` as (phrase, p before or None, p after, needs a favour cue), with "is/are" forms of the
     phrases that have a ``before`` value ("is favored over", so that the post hedge "is favored" does not hide
@@ -273,6 +289,8 @@ def load_cues(path: str | None = None) -> Cues:
         t.add(p, (UNC_PRED, how == "bare", unc_pre[norm_phrase(p)]))
     for p, before, after, fav in comparative_phrases(raw, src):
         t.add(p, (COMP, (before, fav), after))
+    for p, which, pv, _note in favour_reference_phrases(raw, src):
+        t.add(p, (REF, which, pv))
     for key, role in (("pre", HYP_PRE), ("post", HYP_POST)):
         for p, v in (raw.get("hypothetical", {}) or {}).get(key, {}).items():
             t.add(p, (role, None, cue_entry(v, f"{src}: hypothetical.{key}.{p}")[0]))

@@ -37,6 +37,7 @@ from repgls.mining.lexicon import (
     PSEUDO_POST,
     PSEUDO_PRE,
     QUAL,
+    REF,
     SEV,
     STATUS_POST,
     STATUS_PRE,
@@ -176,7 +177,7 @@ class RuleMiner:
     def _resolve(self, text: str, low: str, ms: int, me: int, cls: int, kind: int, base_p: float,
                  cues: list[tuple[int, int, str, list[Any]]], cue_starts: list[int],
                  prev_end: int, next_start: int, s_start: int, s_end: int,
-                 m_starts: list[int] | None = None, alt: tuple[float, str] | None = None,
+                 m_starts: list[int] | None = None, alt: tuple | None = None,
                  linked: tuple[bool, bool] = (False, False)) -> Mention | None:
         """One mention's status, certainty, severity and change. ``alt``: the cap of the differential the mention
         belongs to (p, connector); ``linked``: whether it is coordinated with its previous / next mention."""
@@ -296,7 +297,13 @@ class RuleMiner:
         if status != "negative" and not pseudo and kind != USYN:
             conj = alt if alt is not None else self._conjunction(ms, me, cues, i_before, i_after, linked,
                                                                  prev_end, next_start)
-            if conj is not None and conj[0] < p:
+            if conj is not None and len(conj) > 3 and conj[3] is not None:
+                # the member a reference favours ("the former favored"): the favour value, or its own hedge's p
+                fp, fg = conj[3]
+                if fp < p:
+                    p, cue = fp, _canon(fg)
+                status = "positive" if p >= c.positive_threshold else "uncertain"
+            elif conj is not None and conj[0] < p:
                 favoured = (pre is not None and pre in hedge and _canon(pre[1]) in c.favor_cues
                             and (not m_starts or bisect_left(m_starts, pre_at) == bisect_left(m_starts, ms)))
                 if not favoured:
@@ -430,6 +437,16 @@ class RuleMiner:
             if r is not None:
                 if self._premodifies(text, cues, j, ms):
                     best = (ms - ce, r, g, cs)
+                    if role == SEV:  # several sizes in one noun phrase: the largest ("moderate right and small
+                        # left effusions")
+                        j2 = j - 1
+                        while j2 >= 0 and cues[j2][0] >= lo and ms - cues[j2][1] <= win:
+                            r2 = next((x for x in cues[j2][3] if x[0] == SEV), None)
+                            if r2 is None or not self._premodifies(text, cues, j2, ms):
+                                break
+                            if _SEV_RANK[r2[1][0]] > _SEV_RANK[best[1][1][0]]:
+                                best = (best[0], r2, cues[j2][2], cues[j2][0])
+                            j2 -= 1
                 break
             if any(x[0] == TERM for x in roles):
                 break
@@ -652,12 +669,13 @@ class RuleMiner:
         return out
 
     def _differentials(self, low: str, sm: list, links: list[Link | None], ss: int,
-                       se: int) -> dict[int, tuple[float, str]]:
-        """Mention index -> (p cap, connector) for the members of each differential of a sentence. A run of
+                       se: int) -> dict[int, tuple]:
+        """Mention index -> (p cap, connector, index of the differential's first member, favour) for the members
+        of each differential of a sentence (favour: None; set by ``_favour_references``). A run of
         coordinated mentions is cut at each plain "and"; a part with a differential connector is a differential;
         a sign before a comma ("opacity, atelectasis or pneumonia") is the thing explained, no member."""
         c = self.cues
-        res: dict[int, tuple[float, str]] = {}
+        res: dict[int, tuple] = {}
         for a0, b0 in self._runs(links):
             a = a0
             for k in range(a0, b0 + 1):
@@ -680,9 +698,24 @@ class RuleMiner:
                         if c.alt_spread and n >= 3:
                             p = min(p, round(1.0 / n, 4))
                         for x in range(first, k + 1):
-                            res[x] = (p, alts[0].cue)  # type: ignore[union-attr]
+                            res[x] = (p, alts[0].cue, first, None)  # type: ignore[union-attr]
                 a = k + 1
         return res
+
+    @staticmethod
+    def _favour_references(sm: list, cues: list, alts: dict[int, tuple]) -> None:
+        """Mark the member a reference cue points to ("A versus B, the former favored") as favoured (in place)."""
+        for cs, _ce, g, roles in cues:
+            r = next((r for r in roles if r[0] == REF), None)
+            if r is None:
+                continue
+            members = [x for x in alts if sm[x][1] <= cs]
+            if not members:
+                continue
+            gid = alts[max(members)][2]
+            group = sorted(x for x in alts if alts[x][2] == gid)
+            x = group[r[1]]
+            alts[x] = (*alts[x][:3], (r[2], g))
 
     def _sentence_cues(self, low: str, sm: list, cues: list, links: list[Link | None] | None,
                        se: int) -> list:
@@ -860,6 +893,8 @@ class RuleMiner:
                 if any(r[0] >= UNC_PRED for x in cues for r in x[3]):
                     cues = self._sentence_cues(low, sm, cues, links, se)
                 alts = self._differentials(low, sm, links, ss, se) if links else None
+                if alts and any(r[0] == REF for x in cues for r in x[3]):
+                    self._favour_references(sm, cues, alts)
                 spans: list[list[Mention]] = []
                 for idx, (ms, me, payload) in enumerate(sm):
                     prev_end = sm[idx - 1][1] if idx > 0 else ss
