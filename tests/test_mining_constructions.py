@@ -382,3 +382,30 @@ def test_adverbs_of_an_adjective_are_not_shared(vocab: str) -> None:
 ])
 def test_modifiers_inside_one_noun_phrase(vocab: str, text: str, cls: str, field: str, value: str) -> None:
     assert by_finding(text, vocab)[name(cls, vocab)][field] == value
+
+
+# ----------------------------------------------------------------------------- docs/cues.md
+def test_committed_cues_doc_is_the_generators_output() -> None:
+    from pathlib import Path
+
+    from repgls.vocab.cues_doc import main, render
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cues.md"
+    assert doc.read_text(encoding="utf-8") == render(), "docs/cues.md is stale: python -m repgls.vocab.cues_doc"
+    assert main(["--check", "--out", str(doc)]) == 0
+
+
+def test_cues_doc_gives_every_construction_a_value_and_a_source() -> None:
+    from repgls.vocab.cues_doc import _load, _rows, render
+
+    rows = _rows(_load(None))
+    assert all(all(cell.strip() for cell in row) for row in rows), [r for r in rows if not all(c.strip() for c in r)]
+    text = render()
+    for construction in ("raise the possibility of", "the differential includes", "X favored over Y",
+                         "X ... less likely", "if any", "the former favored", "X or Y", "X versus Y",
+                         "partial change", "interval resolution of", "modifier scope: shared (head)",
+                         "modifier scope: barrier"):
+        assert construction in text, construction
+    kinds = {r[1] for r in rows}
+    assert {"hedge", "predicative hedge", "comparative", "differential connector", "change", "partial change",
+            "severity", "negation", "doubt (negation-looking)", "hypothetical / request frame"} <= kinds
