@@ -12,7 +12,11 @@ from repgls.mining.schema import STATUSES
 WORDS = ["no", "not", "without", "possible", "likely", "cannot", "be", "excluded", "mild", "small", "large",
          "stable", "new", "increased", "resolved", "effusion", "pneumothorax", "cardiomegaly", "heart", "size",
          "normal", "enlarged", "atelectasis", "or", "versus", "and/or", "but", ",", ".", ";", ":", "1.", "XXXX",
-         "___", "approx.", "d/w", "İ", "ﬁ", "\n", "pleural", "consolidation", "opacity", "edema", "tube"]
+         "___", "approx.", "d/w", "İ", "ﬁ", "\n", "pleural", "consolidation", "opacity", "edema", "tube",
+         # cues v4 constructions: frames, predicative hedges, comparatives, references, partial change, scope
+         "raise the possibility of", "differential includes", "favored", "over", "rather than", "the former",
+         "the latter favored", "less likely", "less likely than", "is thought", "if any", "partially", "cleared",
+         "nearly", "with", "have", "moderate", "pneumonia", "/", "vs."]
 radiology_text = st.lists(st.sampled_from(WORDS), max_size=40).map(" ".join)
 any_text = st.one_of(st.text(max_size=300), radiology_text)
 

@@ -138,6 +138,10 @@ class RuleMiner:
         self.lexicon_version = f"{self.lex.vocab.name}-v{self.lex.vocab.version}+cues-v{self.cues.version}"
         self._abbrev = self.cues.abbreviations
         self._label_cache: dict[str, bool] = {}
+        # role lists (by identity, as the lookup returns them) that the sentence pass must resolve
+        ct = self.lex.cue_table
+        self._special = frozenset(id(pl) for pl in [*ct.exact.values(), *(w[1] for w in ct.wild)]
+                                  if any(r[0] >= UNC_PRED for r in pl))
         conn = "|".join(phrase_regex(k) for k in sorted(self.cues.alt_connectors, key=len, reverse=True))
         # an alternative that names no finding before the first / after the last member of a differential
         self._alt_lead = re.compile(rf"[a-z][\s,]*(?:{conn})(?![\w])[\s,]*$") if conn else None
@@ -890,7 +894,8 @@ class RuleMiner:
                     if val in self.cues.template_negative:
                         neg_end, neg_cue = label_at[ss], val
                 links = self._links(low, sm, cues, cue_starts) if len(sm) > 1 else None
-                if any(r[0] >= UNC_PRED for x in cues for r in x[3]):
+                special = self._special
+                if special and any(id(x[3]) in special for x in cues):
                     cues = self._sentence_cues(low, sm, cues, links, se)
                 alts = self._differentials(low, sm, links, ss, se) if links else None
                 if alts and any(r[0] == REF for x in cues for r in x[3]):
