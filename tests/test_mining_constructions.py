@@ -131,6 +131,9 @@ def test_copula_split_negative_leaning_hedges(vocab: str, text: str, cls: str) -
     ("Consolidation is also possible.", "Consolidation", 0.4, 0.5),
     ("Pneumothorax unlikely.", "Pneumothorax", 0.0, 0.1),
     ("Pneumonia is a consideration.", "Pneumonia", 0.25, 0.35),
+    ("Pneumonia is a less likely consideration.", "Pneumonia", 0.1, 0.2),
+    ("Pneumothorax, if present, is small.", "Pneumothorax", 0.15, 0.25),
+    ("Edema is another possibility.", "Edema", 0.25, 0.35),
 ])
 def test_post_posed_hedges(vocab: str, text: str, cls: str, lo: float, hi: float) -> None:
     f = by_finding(text, vocab)[name(cls, vocab)]
@@ -157,6 +160,7 @@ def test_post_posed_hedge_covers_its_coordinated_subject_only(vocab: str) -> Non
     ("Atelectasis is likely related to low lung volumes.", "Atelectasis", None),
     ("Atelectasis at the left base, likely due to hypoventilation.", "Atelectasis", None),
     ("Cardiomegaly, possible pneumonia.", "Cardiomegaly", "Pneumonia"),
+    ("Atelectasis is the most likely explanation for the consolidation.", "Consolidation", None),
 ])
 def test_hedges_that_are_not_predicative(vocab: str, text: str, seen: str | None, hedged: str | None) -> None:
     f = by_finding(text, vocab)
@@ -358,6 +362,8 @@ def test_a_modifier_stays_in_its_clause(vocab: str, text: str, owner: str | None
     ("Worsening edema and new right effusion.", "Effusion", "change", "new"),
     ("Mild cardiomegaly and large bilateral effusions.", "Effusion", "severity", "severe"),
     ("Stable cardiomegaly and increasing right effusion.", "Effusion", "change", "worsened"),
+    ("Large right pleural effusion and adjacent atelectasis.", "Atelectasis", "severity", "none"),
+    ("Small left effusion and associated atelectasis.", "Atelectasis", "severity", "none"),
 ])
 def test_own_modifier_wins_over_a_shared_one(vocab: str, text: str, cls: str, field: str, value: str) -> None:
     assert by_finding(text, vocab)[name(cls, vocab)][field] == value

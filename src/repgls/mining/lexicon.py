@@ -176,6 +176,7 @@ class Cues:
     mod_barriers: re.Pattern[str] | None = field(default=None, repr=False)
     mod_plural_verbs: frozenset[str] = frozenset()
     mod_not_shared: frozenset[str] = frozenset()
+    mod_own_phrase: frozenset[str] = frozenset()
     template_labels: frozenset[str] = frozenset()
     template_negative: frozenset[str] = frozenset()
     section_names: frozenset[str] = frozenset()
@@ -358,6 +359,7 @@ def load_cues(path: str | None = None) -> Cues:
         mod_barriers=_word_regex(scope.get("barriers", []) or []),
         mod_plural_verbs=frozenset(str(a).lower() for a in scope.get("plural_verbs", []) or []),
         mod_not_shared=frozenset(norm_phrase(str(a)) for a in scope.get("not_shared", []) or []),
+        mod_own_phrase=frozenset(str(a).lower() for a in scope.get("own_phrase_words", []) or []),
         template_labels=frozenset(norm_phrase(str(a)) for a in tpl.get("labels", []) or []),
         template_negative=frozenset(norm_phrase(str(a)) for a in tpl.get("negative_values", []) or []),
         section_names=frozenset(norm_phrase(str(n)) for names in (raw.get("sections", {}) or {}).values()

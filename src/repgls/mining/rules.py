@@ -821,6 +821,9 @@ class RuleMiner:
             members = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"]
             if len(members) < 2:
                 continue
+            # members introduced by "adjacent", "associated", ... are noun phrases of their own
+            takers = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"
+                      and (k == a or not c.mod_own_phrase.intersection(_WORD_RE.findall(low, sm[k - 1][1], sm[k][0])))]
             for sev in (True, False):
                 src = None
                 for m in spans[a]:
@@ -842,7 +845,7 @@ class RuleMiner:
                                     break
                 if src is None:
                     continue
-                for m in members:
+                for m in takers:
                     if sev and m.severity == "none":
                         m.severity, m.severity_cue, m.severity_typ = src.severity, src.severity_cue, src.severity_typ
                     elif not sev and m.change == "none":

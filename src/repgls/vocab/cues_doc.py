@@ -187,6 +187,10 @@ def _rows(raw: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"({', '.join(ms.get('plural_verbs', []))})", rd))
         rows.append((", ".join(ms.get("not_shared", []) or []), "modifier scope: not shared",
                      "before the first member", "reaches its own finding only (adverbs of an adjective)", rd))
+        own = ", ".join(ms.get("own_phrase_words", []) or [])
+        if own:
+            rows.append((f"MOD A and {{{own}}} B", "modifier scope: own noun phrase", "before a later member",
+                         "that member takes no shared modifier", rd))
         rows.append(("A with B", "modifier scope: barrier", "between findings",
                      "no coordination: a modifier of A does not reach B", rd))
     return rows
