@@ -255,16 +255,8 @@ def _word_regex(phrases: list[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(phrase_regex(str(p)) for p in phrases) + r")(?!\w)")
 
 
-@lru_cache(maxsize=8)
-def load_cues(path: str | None = None) -> Cues:
-    """Load and compile the cue lexicon (default: the packaged ``vocab/cues.yaml``).
-
-    Raises:
-        ValueError: naming the file and the entry that is malformed.
-    """
-    raw, src = _cue_source(path)
-    if not isinstance(raw, dict):
-        raise ValueError(f"{src}: not a YAML mapping")
+def _cue_table(raw: dict[str, Any], src: str) -> tuple[PhraseTable, dict[str, float]]:
+    """The phrase table of every cue role of a cue lexicon, and the differential connectors (phrase -> p)."""
     t = PhraseTable()
     neg = raw.get("negation", {}) or {}
     for p in neg.get("pre", []) or []:
@@ -324,6 +316,22 @@ def load_cues(path: str | None = None) -> Cues:
     for p in partial_change_phrases(raw):
         t.add(p, (CHG, "improved", 0.0))
     t.finish()
+    return t, connectors
+
+
+@lru_cache(maxsize=8)
+def load_cues(path: str | None = None) -> Cues:
+    """Load and compile the cue lexicon (default: the packaged ``vocab/cues.yaml``).
+
+    Raises:
+        ValueError: naming the file and the entry that is malformed.
+    """
+    raw, src = _cue_source(path)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{src}: not a YAML mapping")
+    t, connectors = _cue_table(raw, src)
+    pred = raw.get("predicative", {}) or {}
+    alt = raw.get("alternatives", {}) or {}
     regex = build_alternation(t.phrases(), extra=r"[;:]")
     scope = raw.get("modifier_scope", {}) or {}
     tpl = raw.get("templates", {}) or {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +27,6 @@ from repgls.mining.lexicon import (
     ATTR,
     BLOCKER,
     CHG,
-    COMP,
     CONJ,
     HEDGE_ROLES,
     HYP_PRE,
@@ -42,7 +40,6 @@ from repgls.mining.lexicon import (
     STATUS_POST,
     STATUS_PRE,
     TERM,
-    UNC_POST,
     UNC_PRE,
     UNC_PRED,
     UNMENTION,
@@ -50,16 +47,12 @@ from repgls.mining.lexicon import (
     VocabLexicon,
     compile_vocab,
     norm_phrase,
-    phrase_regex,
 )
 from repgls.mining.schema import FINDINGS_COLUMNS
+from repgls.mining.scope import FINITE_RE, SEV_RANK, Mention, Scope, canon
 from repgls.mining.sections import select_sections, split_sentences
 
-_SEV_RANK = {"none": 0, "trace": 1, "mild": 2, "moderate": 3, "severe": 4}
 _STATUS_RANK = {"negative": 0, "uncertain": 1, "positive": 2}
-# finite verbs / auxiliaries that head a clause's predicate (used only to bound backward negation scope)
-_FINITE_RE = re.compile(r"\b(?:is|are|was|were|has|have|had|remains?|remained|appears?|appeared|seems?|seemed|"
-                        r"persists?|persisted|shows?|showed|demonstrates?|demonstrated|measures?|measured)\b")
 # "<qualifier> <noun> of the <attribute>": the qualifier modifies another head noun
 _OTHER_HEAD_RE = re.compile(r"[a-z]\s+of\b", re.IGNORECASE)
 # template labels ("HEART:", "Heart size:", "Tubes/lines:"): the characters a label is made of, the characters that
@@ -72,52 +65,6 @@ _LABEL_SPLIT_RE = re.compile(r"\s*(?:/|&|\band\b)\s*")
 # the text between a status cue and a ":" that introduces the cue's object ("negative for:", "no evidence of:")
 _COLON_OBJECT_RE = re.compile(r"[ \t]*(?:(?:[A-Za-z]+[ \t]+){0,2}(?:of|for))?[ \t]*", re.IGNORECASE)
 _CHANGE_TYP = {"improved": "atypical", "resolved": "atypical", "worsened": "typical", "new": "typical"}
-_WORD_RE = re.compile(r"[a-z]+")
-# characters a coordination gap ("A, B and/or C", "A & B") or a predicative frame may hold besides words
-_LINK_PUNCT = frozenset(" \t\r\n,/&-()")
-_MOD_ROLES = (SEV, CHG)
-# list separators inside a coordination gap (cue spans already cut out and joined by a space)
-_DECIMAL_RE = re.compile(r"\d\.\d")
-_CONNECTORS = frozenset(("and", "or", "but", "nor"))
-_SEP_RE = re.compile(r",|&|/|\band\b|\beither\b|\s{2,}")
-
-
-def _canon(cue: str) -> str:
-    """The status cue in canonical form (lower case, single spaces): "Cannot be\n excluded" -> "cannot be excluded"."""
-    return " ".join(cue.lower().split())
-
-
-@dataclass(slots=True)
-class Mention:
-    """One mention of one class, after its cues were resolved."""
-
-    cls: int
-    status: str
-    p: float
-    cue: str
-    severity: str
-    severity_cue: str
-    severity_typ: str
-    change: str
-    change_cue: str
-    start: int
-    end: int
-    s_start: int
-    s_end: int
-    sev_at: int = -1   # start of the mention's own severity word (-1: none or shared)
-    chg_at: int = -1   # the same for the change word
-
-
-@dataclass(slots=True)
-class Link:
-    """How two neighbouring mentions of a sentence are joined: ``alt`` (a differential connector, with its p and
-    the connector as written) or a plain coordination ("and", ","; ``has_and``: the word "and" is there)."""
-
-    alt: bool
-    p: float
-    cue: str
-    has_and: bool
-    extra: int = 0   # list items between the two mentions that name no finding ("A, aspiration, or B": 1)
 
 
 class RuleMiner:
@@ -142,10 +89,7 @@ class RuleMiner:
         ct = self.lex.cue_table
         self._special = frozenset(id(pl) for pl in [*ct.exact.values(), *(w[1] for w in ct.wild)]
                                   if any(r[0] >= UNC_PRED for r in pl))
-        conn = "|".join(phrase_regex(k) for k in sorted(self.cues.alt_connectors, key=len, reverse=True))
-        # an alternative that names no finding before the first / after the last member of a differential
-        self._alt_lead = re.compile(rf"[a-z][\s,]*(?:{conn})(?![\w])[\s,]*$") if conn else None
-        self._alt_trail = re.compile(rf"[\s,]*(?:{conn})[\s,]+[a-z]") if conn else None
+        self.scope = Scope(self.cues)
 
     # ------------------------------------------------------------------ matching
     def _mentions(self, text: str, low: str, s0: int, s1: int) -> list[tuple[int, int, list[Any]]]:
@@ -191,16 +135,88 @@ class RuleMiner:
         i_before = bisect_left(cue_starts, ms) - 1
         while i_before >= 0 and cues[i_before][1] > ms:
             i_before -= 1
-        pre = post = None
+        pre, pre_at = self._status_before(cues, i_before, ms)
+        post = self._status_after(text, cues, i_after, ms, me, m_starts)
+        # ---- qualifiers for attribute mentions ("heart size" + normal/enlarged)
+        status, p, cue = "positive", base_p, ""
+        sev_level, sev_cue, sev_typ, sev_at = "none", "", "", -1
+        if kind == ATTR:
+            qual = self._qualifier(text, cls, ms, me, cues, i_before, i_after)
+            if qual is None:
+                return None
+            (_qgroup, qkind), qp, qg = qual
+            if qkind == "normal":
+                status, p, cue = "negative", 0.0, canon(qg)
+            elif qkind == "borderline":
+                status, p, cue = "uncertain", qp, canon(qg)
+                sev_level, sev_cue, sev_typ = "trace", qg, "atypical"
+        elif kind == USYN:
+            status, cue = ("uncertain" if base_p < c.positive_threshold else "positive"), canon(text[ms:me])
+        # ---- combine status cues (CheXpert order: pseudo-negation -> negation -> hedge)
+        roles_found = [x for x in (pre, post) if x is not None]
+        pseudo = [x for x in roles_found if x[0][0] in (PSEUDO_PRE, PSEUDO_POST)]
+        neg = [x for x in roles_found if x[0][0] in (NEG_PRE, NEG_POST)]
+        hedge = [x for x in roles_found if x[0][0] in HEDGE_ROLES]
+        if pseudo:
+            r, g = pseudo[0]
+            status, p, cue = "uncertain", r[2], canon(g)
+        elif neg:
+            r, g = neg[0]
+            status, p, cue = "negative", 0.0, canon(g)
+        elif hedge and status != "negative":
+            r, g = min(hedge, key=lambda x: x[0][2])
+            p = min(p, r[2]) if status == "uncertain" else r[2]
+            cue = canon(g)
+            status = "positive" if p >= c.positive_threshold else "uncertain"
+        # ---- alternatives ("X or Y", "X versus Y", "X/Y", "A, B, or C"): each member of a differential at most
+        # its share (the sentence pass computed it); a mention with a connector next to it and no finding on the
+        # other side ("atelectasis or scarring") takes the connector's p. A member the reader favours ("favor X
+        # versus Y": the favour cue's first finding) keeps its own p.
+        if status != "negative" and not pseudo and kind != USYN:
+            conj = alt if alt is not None else self._conjunction(ms, me, cues, i_before, i_after, linked,
+                                                                 prev_end, next_start)
+            if conj is not None and len(conj) > 3 and conj[3] is not None:
+                # the member a reference favours ("the former favored"): the favour value, or its own hedge's p
+                fp, fg = conj[3]
+                if fp < p:
+                    p, cue = fp, canon(fg)
+                status = "positive" if p >= c.positive_threshold else "uncertain"
+            elif conj is not None and conj[0] < p:
+                favoured = (pre is not None and pre in hedge and canon(pre[1]) in c.favor_cues
+                            and (not m_starts or bisect_left(m_starts, pre_at) == bisect_left(m_starts, ms)))
+                if not favoured:
+                    # the cue stays the written hedge when it is a hedge of its own ("may reflect atelectasis or
+                    # pneumonia"); the connector when there is none or the hedge states a positive ("consistent
+                    # with atelectasis or pneumonia" is a plain differential)
+                    keep = bool(hedge) and p < c.positive_threshold
+                    status, p, cue = "uncertain", conj[0], (cue if keep else canon(conj[1]))
+        # ---- severity and change: a word before the mention that modifies it, or one after it in its clause
+        if sev_level == "none":
+            sv = self.scope.modifier(text, low, cues, i_before, i_after, ms, me, SEV, c.severity_window,
+                                max(prev_end, s_start), min(next_start, s_end), next_start < s_end)
+            if sv is not None:
+                (sev_level, sev_typ), sev_cue, sev_at = sv[0][1], sv[1], sv[2]
+        chg, chg_cue, chg_at = "none", "", -1
+        ch = self.scope.modifier(text, low, cues, i_before, i_after, ms, me, CHG, c.change_window,
+                            max(prev_end, s_start), min(next_start, s_end), next_start < s_end)
+        if ch is not None:
+            chg, chg_cue, chg_at = ch[0][1], ch[1], ch[2]
+        return Mention(cls, status, float(p), cue, sev_level, sev_cue, sev_typ, chg, chg_cue,
+                       ms, me, s_start, s_end, sev_at, chg_at)
+
+    def _status_before(self, cues: list, i_before: int, ms: int) -> tuple[tuple | None, int]:
+        """The status cue before a mention that covers it (forward scope), as ((role, words), its end) or
+        (None, -1)."""
+        c = self.cues
+        pre = None
         pre_at = -1
-        # ---- status cue before (forward scope). The nearest status cue wins, except: a linking hedge inside a
-        # negation is negated ("no consolidation concerning for pneumonia"); a hypothetical frame further back
-        # overrides a nearer hedge ("to evaluate for possible pneumonia"); a hedge's scope crosses causal
+        # The nearest status cue wins, except: a linking hedge inside a negation is negated ("no consolidation
+        # concerning for pneumonia"); a hypothetical frame further back overrides a nearer hedge ("to evaluate for possible pneumonia"); a hedge's scope crosses causal
         # connectors ("possibly related to X versus Y", "may be secondary to X or Y"), a negation's does not.
         j = i_before
         crossed = False
         while j >= 0:
-            cs, ce, g, roles = cues[j]
+            _cs, ce, g, roles = cues[j]
             if ms - ce > c.pre_window:
                 break
             hit = None
@@ -212,7 +228,7 @@ class RuleMiner:
                 if r[0] in STATUS_PRE:
                     hit = r
             if term:
-                if _canon(g) in c.hedge_crosses and (pre is None or pre[0][0] != NEG_PRE):
+                if canon(g) in c.hedge_crosses and (pre is None or pre[0][0] != NEG_PRE):
                     crossed = True
                     j -= 1
                     continue
@@ -226,7 +242,7 @@ class RuleMiner:
                         break
                 elif hit[0] == NEG_PRE:
                     # a linking hedge inside a negation is negated: "no consolidation concerning for pneumonia"
-                    if not crossed and _canon(pre[1]) in c.linking_hedges:
+                    if not crossed and canon(pre[1]) in c.linking_hedges:
                         pre = (hit, g)
                     break
                 elif hit[0] == HYP_PRE:
@@ -235,8 +251,15 @@ class RuleMiner:
                 else:
                     break
             j -= 1
-        # ---- status cue after (backward scope): within post_window characters, or further when the cue is in the
-        # predicate of the clause whose subject holds the mention ("The nodules and masses seen on the prior
+        return pre, pre_at
+
+    def _status_after(self, text: str, cues: list, i_after: int, ms: int, me: int,
+                      m_starts: list[int] | None) -> tuple | None:
+        """The status cue after a mention that reaches back to it, as (role, words as written) or None."""
+        c = self.cues
+        post = None
+        # Backward scope: within post_window characters, or further when the cue is in the predicate of the clause
+        # whose subject holds the mention ("The nodules and masses seen on the prior
         # exam are smaller and not definitely seen"). A predicative hedge / comparative reaches only the mentions
         # the sentence pass gave it (its subject).
         j = i_after
@@ -263,72 +286,7 @@ class RuleMiner:
             if stop:
                 break
             j += 1
-        # ---- qualifiers for attribute mentions ("heart size" + normal/enlarged)
-        status, p, cue = "positive", base_p, ""
-        sev_level, sev_cue, sev_typ, sev_at = "none", "", "", -1
-        if kind == ATTR:
-            qual = self._qualifier(text, cls, ms, me, cues, i_before, i_after)
-            if qual is None:
-                return None
-            (_qgroup, qkind), qp, qg = qual
-            if qkind == "normal":
-                status, p, cue = "negative", 0.0, _canon(qg)
-            elif qkind == "borderline":
-                status, p, cue = "uncertain", qp, _canon(qg)
-                sev_level, sev_cue, sev_typ = "trace", qg, "atypical"
-        elif kind == USYN:
-            status, cue = ("uncertain" if base_p < c.positive_threshold else "positive"), _canon(text[ms:me])
-        # ---- combine status cues (CheXpert order: pseudo-negation -> negation -> hedge)
-        roles_found = [x for x in (pre, post) if x is not None]
-        pseudo = [x for x in roles_found if x[0][0] in (PSEUDO_PRE, PSEUDO_POST)]
-        neg = [x for x in roles_found if x[0][0] in (NEG_PRE, NEG_POST)]
-        hedge = [x for x in roles_found if x[0][0] in HEDGE_ROLES]
-        if pseudo:
-            r, g = pseudo[0]
-            status, p, cue = "uncertain", r[2], _canon(g)
-        elif neg:
-            r, g = neg[0]
-            status, p, cue = "negative", 0.0, _canon(g)
-        elif hedge and status != "negative":
-            r, g = min(hedge, key=lambda x: x[0][2])
-            p = min(p, r[2]) if status == "uncertain" else r[2]
-            cue = _canon(g)
-            status = "positive" if p >= c.positive_threshold else "uncertain"
-        # ---- alternatives ("X or Y", "X versus Y", "X/Y", "A, B, or C"): each member of a differential at most
-        # its share (the sentence pass computed it); a mention with a connector next to it and no finding on the
-        # other side ("atelectasis or scarring") takes the connector's p. A member the reader favours ("favor X
-        # versus Y": the favour cue's first finding) keeps its own p.
-        if status != "negative" and not pseudo and kind != USYN:
-            conj = alt if alt is not None else self._conjunction(ms, me, cues, i_before, i_after, linked,
-                                                                 prev_end, next_start)
-            if conj is not None and len(conj) > 3 and conj[3] is not None:
-                # the member a reference favours ("the former favored"): the favour value, or its own hedge's p
-                fp, fg = conj[3]
-                if fp < p:
-                    p, cue = fp, _canon(fg)
-                status = "positive" if p >= c.positive_threshold else "uncertain"
-            elif conj is not None and conj[0] < p:
-                favoured = (pre is not None and pre in hedge and _canon(pre[1]) in c.favor_cues
-                            and (not m_starts or bisect_left(m_starts, pre_at) == bisect_left(m_starts, ms)))
-                if not favoured:
-                    # the cue stays the written hedge when it is a hedge of its own ("may reflect atelectasis or
-                    # pneumonia"); the connector when there is none or the hedge states a positive ("consistent
-                    # with atelectasis or pneumonia" is a plain differential)
-                    keep = bool(hedge) and p < c.positive_threshold
-                    status, p, cue = "uncertain", conj[0], (cue if keep else _canon(conj[1]))
-        # ---- severity and change: a word before the mention that modifies it, or one after it in its clause
-        if sev_level == "none":
-            sv = self._modifier(text, low, cues, i_before, i_after, ms, me, SEV, c.severity_window,
-                                max(prev_end, s_start), min(next_start, s_end), next_start < s_end)
-            if sv is not None:
-                (sev_level, sev_typ), sev_cue, sev_at = sv[0][1], sv[1], sv[2]
-        chg, chg_cue, chg_at = "none", "", -1
-        ch = self._modifier(text, low, cues, i_before, i_after, ms, me, CHG, c.change_window,
-                            max(prev_end, s_start), min(next_start, s_end), next_start < s_end)
-        if ch is not None:
-            chg, chg_cue, chg_at = ch[0][1], ch[1], ch[2]
-        return Mention(cls, status, float(p), cue, sev_level, sev_cue, sev_typ, chg, chg_cue,
-                       ms, me, s_start, s_end, sev_at, chg_at)
+        return post
 
     @staticmethod
     def _post_reaches(text: str, me: int, cs: int, cue: str, near: bool, m_starts: list[int] | None) -> bool:
@@ -341,14 +299,14 @@ class RuleMiner:
             if not m_starts or k >= len(m_starts) or m_starts[k] >= cs:
                 return True  # no other mention in between: the common case, no text scan
         gap = text[me:cs].lower()
-        v = _FINITE_RE.search(gap)
+        v = FINITE_RE.search(gap)
         if v is not None and m_starts:
             k = bisect_left(m_starts, me + v.end())
             if k < len(m_starts) and m_starts[k] < cs:
                 return False
         if near:
             return True
-        n_verbs = len(_FINITE_RE.findall(gap)) + (1 if _FINITE_RE.match(cue.lower()) else 0)
+        n_verbs = len(FINITE_RE.findall(gap)) + (1 if FINITE_RE.match(cue.lower()) else 0)
         if n_verbs > 1:
             return False
         # a comma after the clause's verb starts another clause or an apposition ("is stable, ... not seen")
@@ -386,7 +344,7 @@ class RuleMiner:
             q = next((r for r in roles if r[0] == QUAL and r[1][0] == group), None)
             if q is not None:
                 gap = text[me:cs]
-                if ("," in gap or ";" in gap) and not _FINITE_RE.search(gap.lower()):
+                if ("," in gap or ";" in gap) and not FINITE_RE.search(gap.lower()):
                     break
                 if best is None or cs - me <= best[0]:
                     if neg_at >= 0 and q[1][1] == "abnormal":
@@ -416,115 +374,6 @@ class RuleMiner:
                     if r[0] == CONJ:
                         return (r[2], g)
         return None
-
-    def _modifier(self, text: str, low: str, cues: list, i_before: int, i_after: int, ms: int, me: int,
-                  role: int, win: int, lo: int, hi: int, has_next: bool) -> tuple | None:
-        """The severity / change word (``role``) of a mention: (role tuple, word as written, its start).
-
-        Before the mention: the nearest such word that modifies it (``_premodifies``), after the previous mention
-        (``lo``). After it: the nearest such word before the next mention (``hi``) that is no modifier of that next
-        mention ("the heart is enlarged, with worsening edema": the change is the edema's), with no terminator and
-        no barrier word ("with") in between. The nearer of the two wins (the one before on a tie)."""
-        best = None
-        k = i_before + 1
-        if k < len(cues) and cues[k][0] < ms < cues[k][1] and cues[k][0] >= lo:
-            # a modifier phrase that runs into the mention ("mildly enlarged" + "enlarged heart")
-            r = next((r for r in cues[k][3] if r[0] == role), None)
-            if r is not None:
-                return (r, cues[k][2], cues[k][0])
-        j = i_before
-        while j >= 0:
-            cs, ce, g, roles = cues[j]
-            if ms - ce > win or cs < lo:
-                break
-            r = next((r for r in roles if r[0] == role), None)
-            if r is not None:
-                if self._premodifies(text, cues, j, ms):
-                    best = (ms - ce, r, g, cs)
-                    if role == SEV:  # several sizes in one noun phrase: the largest ("moderate right and small
-                        # left effusions")
-                        j2 = j - 1
-                        while j2 >= 0 and cues[j2][0] >= lo and ms - cues[j2][1] <= win:
-                            r2 = next((x for x in cues[j2][3] if x[0] == SEV), None)
-                            if r2 is None or not self._premodifies(text, cues, j2, ms):
-                                break
-                            if _SEV_RANK[r2[1][0]] > _SEV_RANK[best[1][1][0]]:
-                                best = (best[0], r2, cues[j2][2], cues[j2][0])
-                            j2 -= 1
-                break
-            if any(x[0] == TERM for x in roles):
-                break
-            j -= 1
-        j = i_after
-        barriers = self.cues.mod_barriers
-        while j < len(cues):
-            cs, ce, g, roles = cues[j]
-            if cs - me > win or ce > hi:
-                break
-            if best is not None and cs - me >= best[0]:
-                break
-            r = next((r for r in roles if r[0] == role), None)
-            if r is not None:
-                if has_next and self._premodifies(text, cues, j, hi):
-                    break
-                if barriers is not None and barriers.search(low, me, cs):
-                    break
-                if _starts_conjunct(low[me:cs]):
-                    break  # "congestion and increased opacities": the word opens another conjunct
-                best = (cs - me, r, g, cs)
-                break
-            if any(x[0] == TERM for x in roles):
-                break
-            j += 1
-        return None if best is None else (best[1], best[2], best[3])
-
-    def _premodifies(self, text: str, cues: list, j: int, target: int) -> bool:
-        """Does the modifier cue ``cues[j]`` stand in the noun phrase of the mention starting at ``target``?
-        At most max_words other words between (max_words_after_preposition after "no change in", "increase in"),
-        other modifier words allowed, no verb, no connector or barrier word, no other cue, and a comma only before
-        another modifier ("stable, mild cardiomegaly")."""
-        c = self.cues
-        _cs, ce, g, _roles = cues[j]
-        if target - ce > 120:
-            return False
-        last = g.lower().split()[-1] if g.strip() else ""
-        limit = c.mod_max_words_prep if last in c.mod_prepositions else c.mod_max_words
-        mod_starts = set()
-        pieces = []
-        pos = ce
-        k = j + 1
-        while k < len(cues) and cues[k][0] < target:
-            ks, ke, _kg, kroles = cues[k]
-            if kroles and not any(r[0] in _MOD_ROLES for r in kroles):
-                return False
-            if kroles:
-                pieces.append(text[pos:ks])
-                mod_starts.add(ks)
-                pos = ke
-            k += 1
-        pieces.append(text[pos:target])
-        gap = _DECIMAL_RE.sub("0", text[ce:target])
-        if any(ch in ".;:!?" for ch in gap):
-            return False
-        ci = gap.find(",")
-        while ci >= 0:
-            nxt = ce + ci + 1
-            while nxt < target and text[nxt] in " \t\r\n":
-                nxt += 1
-            if nxt not in mod_starts:
-                return False
-            ci = gap.find(",", ci + 1)
-        words = _WORD_RE.findall(" ".join(pieces).lower())
-        if len(words) > limit:
-            return False
-        # a connector only between two words of the noun phrase ("small right and left effusions"), not right
-        # after the modifier ("the effusion has increased and atelectasis")
-        if words and (words[0] in _CONNECTORS or any(w in ("but", "nor") for w in words)):
-            return False
-        rest = " ".join(words)
-        if _FINITE_RE.search(rest):
-            return False
-        return c.mod_barriers is None or not c.mod_barriers.search(rest)
 
     # ------------------------------------------------------------------ template labels
     def _labels(self, text: str, s0: int, s1: int) -> list[tuple[int, int]]:
@@ -586,276 +435,6 @@ class RuleMiner:
                 self._label_cache[label] = hit
         return hit
 
-    # ------------------------------------------------------------------ per sentence: coordination, differentials
-    def _links(self, low: str, sm: list, cues: list, cue_starts: list[int]) -> list[Link | None]:
-        """How each mention of a sentence is joined to the next one (None: not coordinated)."""
-        return [self._link(low, sm[i][1], sm[i + 1][0], cues, cue_starts, sm[i][2], sm[i + 1][2])
-                for i in range(len(sm) - 1)]
-
-    def _link(self, low: str, me: int, ns: int, cues: list, cue_starts: list[int], pay_a: list,
-              pay_b: list) -> Link | None:
-        """A coordination between mentions ending at ``me`` and starting at ``ns``: a connector ("and", "or",
-        "versus", "and/or", ",", "&", "/") and at most alternatives.max_words other words (modifier words and
-        qualifiers aside), no verb, no barrier word ("with"), no status cue or terminator. Words between two
-        separators are a list item that names no finding of the vocabulary (``extra``)."""
-        c = self.cues
-        if ns - me > 60 or not low[me:ns].strip():
-            return None
-        alt = None
-        pieces = []
-        pos = me
-        k = bisect_left(cue_starts, me)
-        while k < len(cues) and cues[k][0] < ns:
-            ks, ke, kg, kroles = cues[k]
-            if kroles:
-                conj = next((r for r in kroles if r[0] == CONJ), None)
-                if conj is not None:
-                    if alt is None or conj[2] < alt[0]:
-                        alt = (conj[2], kg)
-                elif not all(r[0] in (SEV, CHG, QUAL) for r in kroles):
-                    return None
-                pieces.append(low[pos:ks])
-                pos = ke
-            k += 1
-        pieces.append(low[pos:ns])
-        rest = " ".join(pieces)
-        if any(ch not in _LINK_PUNCT and not ch.isalpha() for ch in rest):
-            return None
-        words = _WORD_RE.findall(rest)
-        has_and = "and" in words
-        if alt is None and not (has_and or "," in rest or "&" in rest or "/" in rest):
-            return None
-        if sum(1 for w in words if w not in ("and", "either", "nor")) > c.alt_max_words:
-            return None
-        if _FINITE_RE.search(rest) or (c.mod_barriers is not None and c.mod_barriers.search(rest)):
-            return None
-        if alt is None and rest.strip() == "/":
-            if {q[0] for q in pay_a} & {q[0] for q in pay_b}:
-                return Link(False, 1.0, "", False)  # one class named twice: "tubes/lines"
-            return Link(True, c.slash_p, "/", False)
-        items = _SEP_RE.split(rest)
-        extra = sum(1 for x in items[1:-1] if _WORD_RE.search(x))
-        if alt is not None:
-            return Link(True, alt[0], alt[1], has_and, extra)
-        return Link(False, 1.0, "", has_and, extra)
-
-    @staticmethod
-    def _runs(links: list[Link | None], coordinated: bool = False) -> list[tuple[int, int]]:
-        """Maximal runs (first, last mention index) of linked mentions. ``coordinated``: noun-phrase
-        coordinations only -- a run ends with "and", "or" or another connector ("A, B and C"); a comma with no
-        connector after it in the run separates ("likely atelectasis, pneumonia less likely")."""
-        out = []
-        i, n = 0, len(links)
-        while i < n:
-            if links[i] is None:
-                i += 1
-                continue
-            j = i
-            while j < n and links[j] is not None:
-                j += 1
-            if not coordinated:
-                out.append((i, j))
-            else:
-                a = i
-                while a < j:
-                    b = a
-                    last = -1
-                    while b < j:
-                        lk = links[b]
-                        if lk.alt or lk.has_and:  # type: ignore[union-attr]
-                            last = b
-                        b += 1
-                    if last < 0:
-                        break
-                    out.append((a, last + 1))
-                    a = last + 1
-            i = j + 1
-        return out
-
-    def _differentials(self, low: str, sm: list, links: list[Link | None], ss: int,
-                       se: int) -> dict[int, tuple]:
-        """Mention index -> (p cap, connector, index of the differential's first member, favour) for the members
-        of each differential of a sentence (favour: None; set by ``_favour_references``). A run of
-        coordinated mentions is cut at each plain "and"; a part with a differential connector is a differential;
-        a sign before a comma ("opacity, atelectasis or pneumonia") is the thing explained, no member."""
-        c = self.cues
-        res: dict[int, tuple] = {}
-        for a0, b0 in self._runs(links):
-            a = a0
-            for k in range(a0, b0 + 1):
-                if k < b0 and (links[k].alt or not links[k].has_and):  # type: ignore[union-attr]
-                    continue
-                alts = [links[x] for x in range(a, k) if links[x].alt]  # type: ignore[union-attr]
-                if alts:
-                    first = a
-                    if not links[a].alt and low[sm[a][0]:sm[a][1]].split()[-1] in c.alt_signs:  # type: ignore
-                        first = a + 1
-                    n = k - first + 1 + sum(links[x].extra for x in range(first, k))  # type: ignore[union-attr]
-                    lead = sm[first - 1][1] if first > 0 else ss
-                    if self._alt_lead is not None and self._alt_lead.search(low, lead, sm[first][0]):
-                        n += 1
-                    trail = sm[k + 1][0] if k + 1 < len(sm) else se
-                    if self._alt_trail is not None and self._alt_trail.match(low, sm[k][1], trail):
-                        n += 1
-                    if n >= 2:
-                        p = min(x.p for x in alts)  # type: ignore[union-attr]
-                        if c.alt_spread and n >= 3:
-                            p = min(p, round(1.0 / n, 4))
-                        for x in range(first, k + 1):
-                            res[x] = (p, alts[0].cue, first, None)  # type: ignore[union-attr]
-                a = k + 1
-        return res
-
-    @staticmethod
-    def _favour_references(sm: list, cues: list, alts: dict[int, tuple]) -> None:
-        """Mark the member a reference cue points to ("A versus B, the former favored") as favoured (in place)."""
-        for cs, _ce, g, roles in cues:
-            r = next((r for r in roles if r[0] == REF), None)
-            if r is None:
-                continue
-            members = [x for x in alts if sm[x][1] <= cs]
-            if not members:
-                continue
-            gid = alts[max(members)][2]
-            group = sorted(x for x in alts if alts[x][2] == gid)
-            x = group[r[1]]
-            alts[x] = (*alts[x][:3], (r[2], g))
-
-    def _sentence_cues(self, low: str, sm: list, cues: list, links: list[Link | None] | None,
-                       se: int) -> list:
-        """Resolve predicative hedges and comparatives of one sentence into plain pre / post roles.
-
-        A predicative hedge ("pneumothorax is thought less likely") becomes a post hedge that reaches its subject
-        only (the mention before it and the mentions coordinated with it), when the words in between are frame
-        words and the hedge ends its clause; otherwise it stays a pre hedge. A comparative ("A is favored over
-        B") becomes a pre hedge with its ``after`` p and, with a ``before`` p, a post hedge on its subject; one
-        that needs a favour cue is dropped without one."""
-        c = self.cues
-        out = list(cues)
-        favour_seen = False
-        for k, (cs, ce, g, roles) in enumerate(cues):
-            is_favour = _canon(g) in c.favor_cues
-            if not any(r[0] in (UNC_PRED, COMP) for r in roles):
-                favour_seen = favour_seen or is_favour
-                continue
-            new = [r for r in roles if r[0] not in (UNC_PRED, COMP)]
-            for r in roles:
-                if r[0] == UNC_PRED:
-                    reach = self._subject(low, sm, cues, links, k, r[1], se)
-                    if reach is not None:
-                        new = [x for x in new if x[0] != UNC_PRE] + [(UNC_POST, reach, r[2])]
-                elif r[0] == COMP:
-                    before, needs_favour = r[1]
-                    if needs_favour and not favour_seen:
-                        continue
-                    new.append((UNC_PRE, None, r[2]))
-                    if before is not None:
-                        reach = self._subject(low, sm, cues, links, k, True, -1)
-                        if reach is not None:
-                            new.append((UNC_POST, reach, before))
-            out[k] = (cs, ce, g, new)
-            favour_seen = favour_seen or is_favour
-        return out
-
-    def _subject(self, low: str, sm: list, cues: list, links: list[Link | None] | None, k: int, bare: bool,
-                 se: int) -> frozenset[int] | None:
-        """Starts of the mentions a hedge ``cues[k]`` written after them is predicated of, or None. The words
-        between the last mention before the cue and the cue must be predicative frame words (at least one unless
-        ``bare``), with no other cue; with ``se`` >= 0 the cue must also end its clause."""
-        c = self.cues
-        cs, ce = cues[k][0], cues[k][1]
-        i = len(sm) - 1
-        while i >= 0 and sm[i][1] > cs:
-            i -= 1
-        if i < 0:
-            return None
-        me = sm[i][1]
-        if k > 0 and cues[k - 1][1] > me and cues[k - 1][3]:
-            return None
-        gap = low[me:cs]
-        if any(ch not in _LINK_PUNCT and not ch.isalpha() for ch in gap):
-            return None
-        words = _WORD_RE.findall(gap)
-        # the predicate (frame words) may follow a short phrase that places the finding ("atelectasis at the right
-        # base is likely"): no verb, no barrier word, at most pred_max_prefix words
-        t = len(words)
-        while t > 0 and words[t - 1] in c.pred_frame_words:
-            t -= 1
-        if t:
-            prefix = " ".join(words[:t])
-            if (t > c.pred_max_prefix or (t == len(words) and not bare) or _FINITE_RE.search(prefix)
-                    or (c.mod_barriers is not None and c.mod_barriers.search(prefix))):
-                return None
-        elif not bare and not words:
-            return None
-        if se >= 0:
-            end = se
-            for x in cues[k + 1:]:
-                if any(r[0] == TERM for r in x[3]):
-                    if _canon(x[2]) in c.hedge_crosses and not low[ce:x[0]].strip():
-                        return None  # "atelectasis is likely related to ...": the hedge is on the cause
-                    end = x[0]
-                    break
-            rest = low[ce:end]
-            cut = min((q for q in (rest.find(","), rest.find(";"), rest.find(")")) if q >= 0), default=-1)
-            if cut >= 0:
-                rest = rest[:cut]
-            rest = rest.strip(" \t\r\n.!?")
-            if rest and not any(rest.startswith(f) and (len(rest) == len(f) or not rest[len(f)].isalnum())
-                                for f in c.pred_followed_by):
-                return None
-        j = i
-        if links is not None:
-            for a, b in self._runs(links, coordinated=True):
-                if a < i <= b:
-                    j = a
-        return frozenset(sm[x][0] for x in range(j, i + 1))
-
-    def _share(self, low: str, sm: list, links: list[Link | None], spans: list[list[Mention]]) -> None:
-        """Modifier scope over coordinated mentions (in place): a severity / change word before the first member
-        reaches the members that have none of their own; one after the last member reaches them too when no verb
-        or a plural verb stands between ("cardiomegaly and edema have worsened"). A differential frame's list
-        ("the differential includes A, B and C") spreads belief like a differential."""
-        c = self.cues
-        for a, b in self._runs(links, coordinated=True):
-            members = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"]
-            if len(members) < 2:
-                continue
-            # members introduced by "adjacent", "associated", ... are noun phrases of their own
-            takers = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"
-                      and (k == a or not c.mod_own_phrase.intersection(_WORD_RE.findall(low, sm[k - 1][1], sm[k][0])))]
-            for sev in (True, False):
-                src = None
-                for m in spans[a]:
-                    at = m.sev_at if sev else m.chg_at
-                    if 0 <= at < m.start:
-                        cue = m.severity_cue if sev else m.change_cue
-                        if _canon(cue) not in c.mod_not_shared:
-                            src = m
-                            break
-                if src is None:
-                    for m in spans[b]:
-                        at = m.sev_at if sev else m.chg_at
-                        if at > m.end:
-                            verbs = _FINITE_RE.findall(low, sm[b][1], at)
-                            if all(v in c.mod_plural_verbs for v in verbs):
-                                cue = m.severity_cue if sev else m.change_cue
-                                if _canon(cue) not in c.mod_not_shared:
-                                    src = m
-                                    break
-                if src is None:
-                    continue
-                for m in takers:
-                    if sev and m.severity == "none":
-                        m.severity, m.severity_cue, m.severity_typ = src.severity, src.severity_cue, src.severity_typ
-                    elif not sev and m.change == "none":
-                        m.change, m.change_cue = src.change, src.change_cue
-            n = b - a + 1
-            if c.alt_spread and n >= 3 and all(_canon(m.cue) in c.alt_frames for m in members):
-                cap = round(1.0 / n, 4)
-                for m in members:
-                    if m.p > cap:
-                        m.p, m.status = cap, "uncertain"
 
     # ------------------------------------------------------------------ per report
     def mine_mentions(self, text: str) -> tuple[list[Mention], bool]:
@@ -896,13 +475,13 @@ class RuleMiner:
                     val = norm_phrase(text[label_at[ss] + 1:se].strip(" \t\r\n.,;!"))
                     if val in self.cues.template_negative:
                         neg_end, neg_cue = label_at[ss], val
-                links = self._links(low, sm, cues, cue_starts) if len(sm) > 1 else None
+                links = self.scope.links(low, sm, cues, cue_starts) if len(sm) > 1 else None
                 special = self._special
                 if special and any(id(x[3]) in special for x in cues):
-                    cues = self._sentence_cues(low, sm, cues, links, se)
-                alts = self._differentials(low, sm, links, ss, se) if links else None
+                    cues = self.scope.sentence_cues(low, sm, cues, links, se)
+                alts = self.scope.differentials(low, sm, links, ss, se) if links else None
                 if alts and any(r[0] == REF for x in cues for r in x[3]):
-                    self._favour_references(sm, cues, alts)
+                    self.scope.favour_references(sm, cues, alts)
                 spans: list[list[Mention]] = []
                 for idx, (ms, me, payload) in enumerate(sm):
                     prev_end = sm[idx - 1][1] if idx > 0 else ss
@@ -925,7 +504,7 @@ class RuleMiner:
                         span.append(mm)
                     spans.append(span)
                 if links:
-                    self._share(low, sm, links, spans)
+                    self.scope.share(low, sm, links, spans)
                 for span in spans:
                     out.extend(span)
         return out, blocked
@@ -953,7 +532,7 @@ class RuleMiner:
         """Merge one class's mentions: status positive > uncertain > negative; then highest certainty."""
         best = max(ms, key=lambda m: (_STATUS_RANK[m.status], m.p, -m.start))
         same = [m for m in ms if m.status == best.status]
-        sev = max(same, key=lambda m: (_SEV_RANK[m.severity], m is best))
+        sev = max(same, key=lambda m: (SEV_RANK[m.severity], m is best))
         severity, severity_cue, sev_typ = sev.severity, sev.severity_cue, sev.severity_typ
         chg = best if best.change != "none" else next((m for m in same if m.change != "none"), best)
         typ = ""
@@ -967,17 +546,6 @@ class RuleMiner:
         """Findings of one report as a list of dicts (FINDINGS_SCHEMA columns)."""
         return [dict(zip(FINDINGS_COLUMNS, r, strict=False)) for r in self.mine_rows(text, study_id)]
 
-
-def _starts_conjunct(gap: str) -> bool:
-    """Does a connector ("and", "or") in ``gap`` (between a mention and a modifier after it) come before any verb,
-    so that the modifier opens another conjunct ("effusion and increased opacities"; not "effusion is small and
-    stable")?"""
-    for w in _WORD_RE.findall(gap):
-        if w in _CONNECTORS:
-            return True
-        if _FINITE_RE.fullmatch(w):
-            return False
-    return False
 
 
 def _split_at(text: str, sents: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:

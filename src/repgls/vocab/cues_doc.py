@@ -81,6 +81,11 @@ def _rows(raw: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """(construction, kind, position, value, source) rows, in the lexicon's order."""
     src = _Sources(raw)
     ds = raw.get("doc_sources", {}) or {}
+    return _hedge_rows(raw, src, ds) + _structure_rows(raw, src, ds)
+
+
+def _hedge_rows(raw: dict[str, Any], src: _Sources, ds: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """Doubt, hedges, predicative hedges, comparatives, favour references, hypothetical frames."""
     rows: list[tuple[str, str, str, str, str]] = []
     for side, where in (("pre", "before the finding"), ("post", "after the finding")):
         for p, v in ((raw.get("pseudo_negation", {}) or {}).get(side, {}) or {}).items():
@@ -119,6 +124,12 @@ def _rows(raw: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             pv, note = cue_entry(v, p)
             rows.append((p, "hypothetical / request frame", where, f"uncertain, p {_fmt_p(pv)}",
                          src.of(p, note, ds.get("hypothetical", ""))))
+    return rows
+
+
+def _structure_rows(raw: dict[str, Any], src: _Sources, ds: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """Differentials, negation, change, partial change, severity and modifier scope."""
+    rows: list[tuple[str, str, str, str, str]] = []
     alt = raw.get("alternatives", {}) or {}
     for p, v in (alt.get("connectors", {}) or {}).items():
         pv, note = cue_entry(v, p)
