@@ -2,18 +2,21 @@
 
 Per report: (1) optional section selection, (2) regex sentence split, plus a split before each template label
 ("HEART: Enlarged.", "Tubes/lines: none."; labels from cues.yaml ``templates`` or vocabulary phrases, whose colon
-is no terminator), (3) one alternation regex finds all
-finding mentions and one finds all cues (both precompiled per vocabulary), (4) per mention, within its
+is no terminator), (3) one alternation regex finds all finding mentions and one finds all cues (both precompiled
+per vocabulary), (4) per sentence (``repgls.mining.scope``): how neighbouring mentions are coordinated, which of
+them form a differential and the share of each member, and the predicative hedges / comparatives resolved into
+plain roles ("pneumothorax is thought less likely", "A is favored over B"), (5) per mention, within its
 sentence: status from the nearest status cue before it (forward scope ends at a terminator or ";"/":"; a
 hedge's scope crosses causal connectors, a hypothetical frame overrides a nearer hedge) or after it (within
 ``post_window`` characters, or further back over the subject of the cue's clause), in CheXpert's order:
 negation-looking doubt ("cannot be excluded", "no new") -> negation -> hedge (incl. hypothetical frames);
-alternatives "X or/versus Y", "X/Y" cap each member at p 0.5 (uncertain); severity and change
-from the nearest cue; (5) mentions of one finding are merged (positive > uncertain > negative, then the
-most certain cue), (6) "No Finding" (chexpert14) is added when nothing but ignored classes is positive or
-uncertain and no other abnormality ("blockers") is asserted.
+a member of a differential takes at most its share ("or" 0.39, "versus" 0.31, 1/n of an n-way list; a favoured
+member is exempt); severity and change from the word that modifies the mention (its noun phrase before it, its
+clause after it), then shared over a coordinated noun phrase, (6) mentions of one finding are merged (positive >
+uncertain > negative, then the most certain cue), (7) "No Finding" (chexpert14) is added when nothing but ignored
+classes is positive or uncertain and no other abnormality ("blockers") is asserted.
 
-Merge and certainty rules are documented in README.md.
+Certainty values and their sources: vocab/cues.yaml and docs/cues.md; merge rules: README.md.
 """
 
 from __future__ import annotations
