@@ -328,6 +328,7 @@ def test_unresolved_is_stable() -> None:
      "change", "stable"),
     ("Cardiomegaly and pulmonary edema have worsened.", ("Cardiomegaly", "Edema"), "change", "worsened"),
     ("Cardiomegaly and bilateral effusions, unchanged.", ("Cardiomegaly", "Effusion"), "change", "stable"),
+    ("Pneumothorax and effusion have resolved.", ("Pneumothorax", "Effusion"), "change", "resolved"),
 ])
 def test_a_modifier_reaches_its_coordinated_noun_phrase(vocab: str, text: str, members: tuple, field: str,
                                                          value: str) -> None:
@@ -384,6 +385,9 @@ def test_adverbs_of_an_adjective_are_not_shared(vocab: str) -> None:
     ("Bilateral effusions have increased in size.", "Effusion", "change", "worsened"),
     ("The effusion is small and stable.", "Effusion", "change", "stable"),
     ("Moderate right and small left pleural effusions.", "Effusion", "severity", "moderate"),
+    ("Interval resolution of previously demonstrated bibasilar consolidation.", "Consolidation", "change",
+     "resolved"),
+    ("Consolidation and pulmonary venous engorgement have resolved.", "Consolidation", "change", "resolved"),
     ("Small right and large left pleural effusions.", "Effusion", "severity", "severe"),
 ])
 def test_modifiers_inside_one_noun_phrase(vocab: str, text: str, cls: str, field: str, value: str) -> None:

@@ -34,6 +34,8 @@ SEV_RANK = {"none": 0, "trace": 1, "mild": 2, "moderate": 3, "severe": 4}
 FINITE_RE = re.compile(r"\b(?:is|are|was|were|has|have|had|remains?|remained|appears?|appeared|seems?|seemed|"
                        r"persists?|persisted|shows?|showed|demonstrates?|demonstrated|measures?|measured)\b")
 _WORD_RE = re.compile(r"[a-z]+")
+# auxiliaries and copulas: a noun phrase holds none ("previously demonstrated infiltrates" holds a participle)
+_AUX_RE = re.compile(r"\b(?:is|are|was|were|has|have|had|be|been|will|remains?|persists?)\b")
 # characters a coordination gap ("A, B and/or C", "A & B") or a predicative frame may hold besides words
 _LINK_PUNCT = frozenset(" \t\r\n,/&-()")
 _MOD_ROLES = (SEV, CHG)
@@ -143,7 +145,7 @@ class Scope:
                     break
                 if barriers is not None and barriers.search(low, me, cs):
                     break
-                if starts_conjunct(low[me:cs]):
+                if starts_conjunct(low[me:ce]):
                     break  # "congestion and increased opacities": the word opens another conjunct
                 best = (cs - me, r, g, cs)
                 break
@@ -169,7 +171,7 @@ class Scope:
         k = j + 1
         while k < len(cues) and cues[k][0] < target:
             ks, ke, _kg, kroles = cues[k]
-            if kroles and not any(r[0] in _MOD_ROLES for r in kroles):
+            if kroles and not any(r[0] in _MOD_ROLES or r[0] == QUAL for r in kroles):
                 return False
             if kroles:
                 pieces.append(text[pos:ks])
@@ -196,7 +198,7 @@ class Scope:
         if words and (words[0] in _CONNECTORS or any(w in ("but", "nor") for w in words)):
             return False
         rest = " ".join(words)
-        if FINITE_RE.search(rest):
+        if _AUX_RE.search(rest):
             return False
         return c.mod_barriers is None or not c.mod_barriers.search(rest)
 
@@ -431,53 +433,57 @@ class Scope:
         ("the differential includes A, B and C") spreads belief like a differential."""
         c = self.cues
         for a, b in self._runs(links, coordinated=True):
-            members = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"]
-            if len(members) < 2:
-                continue
             # members introduced by "adjacent", "associated", ... are noun phrases of their own
-            takers = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"
-                      and (k == a or not c.mod_own_phrase.intersection(_WORD_RE.findall(low, sm[k - 1][1], sm[k][0])))]
+            takers = [m for k in range(a, b + 1) for m in spans[k]
+                      if k == a or not c.mod_own_phrase.intersection(_WORD_RE.findall(low, sm[k - 1][1], sm[k][0]))]
             for sev in (True, False):
-                src = None
-                for m in spans[a]:
-                    at = m.sev_at if sev else m.chg_at
-                    if 0 <= at < m.start:
-                        cue = m.severity_cue if sev else m.change_cue
-                        if canon(cue) not in c.mod_not_shared:
-                            src = m
-                            break
-                if src is None:
-                    for m in spans[b]:
-                        at = m.sev_at if sev else m.chg_at
-                        if at > m.end:
-                            verbs = FINITE_RE.findall(low, sm[b][1], at)
-                            if all(v in c.mod_plural_verbs for v in verbs):
-                                cue = m.severity_cue if sev else m.change_cue
-                                if canon(cue) not in c.mod_not_shared:
-                                    src = m
-                                    break
+                src = self._shared_source(low, sm, spans, a, b, sev)
                 if src is None:
                     continue
+                # a positive's word reaches the positive / uncertain members; a negative's ("the infiltrates and
+                # the engorgement have resolved") the negative ones, and only a change
+                negative = src.status == "negative"
                 for m in takers:
-                    if sev and m.severity == "none":
+                    if (m.status == "negative") != negative or m is src:
+                        continue
+                    if sev and not negative and m.severity == "none":
                         m.severity, m.severity_cue, m.severity_typ = src.severity, src.severity_cue, src.severity_typ
                     elif not sev and m.change == "none":
                         m.change, m.change_cue = src.change, src.change_cue
+            members = [m for k in range(a, b + 1) for m in spans[k] if m.status != "negative"]
             n = b - a + 1
-            if c.alt_spread and n >= 3 and all(canon(m.cue) in c.alt_frames for m in members):
+            if c.alt_spread and n >= 3 and members and all(canon(m.cue) in c.alt_frames for m in members):
                 cap = round(1.0 / n, 4)
                 for m in members:
                     if m.p > cap:
                         m.p, m.status = cap, "uncertain"
 
+    def _shared_source(self, low: str, sm: list, spans: list[list[Mention]], a: int, b: int,
+                       sev: bool) -> Mention | None:
+        """The member whose severity (``sev``) or change word the coordinated run ``a..b`` shares: the first
+        member's word before it, else the last member's word after it with no verb or a plural verb between."""
+        c = self.cues
+        for m in spans[a]:
+            at = m.sev_at if sev else m.chg_at
+            if 0 <= at < m.start and canon(m.severity_cue if sev else m.change_cue) not in c.mod_not_shared:
+                return m
+        for m in spans[b]:
+            at = m.sev_at if sev else m.chg_at
+            if at > m.end and all(v in c.mod_plural_verbs for v in FINITE_RE.findall(low, sm[b][1], at)):
+                if canon(m.severity_cue if sev else m.change_cue) not in c.mod_not_shared:
+                    return m
+        return None
+
+
 def starts_conjunct(gap: str) -> bool:
-    """Does a connector ("and", "or") in ``gap`` (between a mention and a modifier after it) come before any verb,
-    so that the modifier opens another conjunct ("effusion and increased opacities"; not "effusion is small and
-    stable")?"""
-    for w in _WORD_RE.findall(gap):
-        if w in _CONNECTORS:
-            return True
+    """Does a connector ("and", "or") in ``gap`` (between a mention and a modifier after it) open another conjunct
+    that the modifier belongs to ("effusion and increased opacities")? Not when a verb comes first ("effusion is
+    small and stable") or follows the connector ("infiltrates and engorgement have resolved": the predicate)."""
+    words = _WORD_RE.findall(gap)
+    seen_conn = False
+    for w in words:
         if FINITE_RE.fullmatch(w):
             return False
-    return False
-
+        if w in _CONNECTORS:
+            seen_conn = True
+    return seen_conn
