@@ -102,20 +102,21 @@ def _fake_eval(seed: int, shift: float) -> dict:
     y = (rng.random((200, len(voc.classes))) < 0.3).astype(float)
     p = np.clip(0.5 * y + shift * rng.random(y.shape), 0, 1)
     return {
-        "report_labels": score(y, p, voc.classes, groups=voc, val_y=y, val_scores=p),
-        "truth": score(y, np.clip(p + 0.1 * rng.random(y.shape), 0, 1), voc.classes, groups=voc),
+        "vs_reference": score(y, p, voc.classes, groups=voc, val_y=y, val_scores=p),
+        "vs_truth": score(y, np.clip(p + 0.1 * rng.random(y.shape), 0, 1), voc.classes, groups=voc),
+        "reference_sha256": "r", "truth_sha256": "t",
     }
 
 
 def test_bench_table_mean_std() -> None:
     evals = {"a": [_fake_eval(0, 0.9), _fake_eval(1, 0.9)], "b": [_fake_eval(2, 0.5)]}
     tab = bench_table(evals)
-    aucs = [e["truth"]["summary"]["mean_auc"] for e in evals["a"]]
+    aucs = [e["vs_truth"]["summary"]["mean_auc"] for e in evals["a"]]
     assert tab.loc["a", "auc_truth_mean"] == pytest.approx(np.mean(aucs))
     assert tab.loc["a", "auc_truth_std"] == pytest.approx(np.std(aucs, ddof=1))
     assert math.isnan(tab.loc["b", "auc_truth_std"]) and tab.loc["b", "n_seeds"] == 1
     assert tab.loc["b", "head_auc_truth_mean"] == pytest.approx(
-        evals["b"][0]["truth"]["groups"]["head"]["auc"]
+        evals["b"][0]["vs_truth"]["groups"]["head"]["auc"]
     )
     md = table_markdown(tab)
     lines = md.strip().splitlines()
@@ -142,7 +143,7 @@ def test_bench_tiny_table(tiny_bench) -> None:
     res, _ = tiny_bench
     assert list(res.table.index) == ["u-ones", "gls-lexicon"]
     assert (res.table["n_seeds"] == 1).all()
-    for col in ("auc_truth", "auc_labels", "bacc_truth", "ece_truth"):
+    for col in ("auc_truth", "auc_reference", "bacc_truth", "ece_truth"):
         v = res.table[f"{col}_mean"].to_numpy(dtype=float)
         assert np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all(), col
     csv = pd.read_csv(res.files["csv"], index_col=0)

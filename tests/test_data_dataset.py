@@ -29,12 +29,13 @@ def cache(tmp_path_factory):
     return root
 
 
-def _labels(path, study_ids, classes, y, r):
+def _labels(path, study_ids, classes, y, r, p=None):
     cols = {"study_id": pa.array(study_ids)}
+    p = np.full(y.shape, np.nan, np.float32) if p is None else p
     for k, c in enumerate(classes):
         cols[f"label:{c}"] = pa.array(y[:, k], pa.float32())
         cols[f"rate:{c}"] = pa.array(r[:, k], pa.float32())
-        cols[f"certainty:{c}"] = pa.array(np.full(len(study_ids), np.nan), pa.float32())
+        cols[f"certainty:{c}"] = pa.array(p[:, k], pa.float32())
     meta = {"vocab": "t", "classes": list(classes), "policy": "gls", "r0": -0.2, "version": "1"}
     pq.write_table(pa.table(cols).replace_schema_metadata({"repgls": json.dumps(meta)}), path)
 
@@ -71,6 +72,32 @@ def test_split_filter_and_labels(cache, tmp_path):
         np.testing.assert_array_equal(it["y"].numpy()[known], y[j][known])
         np.testing.assert_allclose(it["r"].numpy()[known], r[j][known])
     assert ds.class_counts().shape == (3,)
+
+
+def test_mentioned_mask_and_class_subset(cache, tmp_path):
+    """Items carry ``mentioned`` (the report speaks of the finding: its certainty is known), which LU-ViT's rate
+    head is trained on; ``classes`` keeps a subset of label columns (one finding at a time, as PU-RM)."""
+    all_ds = CachedImageDataset(cache / "c")
+    studies = sorted(set(all_ds.index["study_id"]))
+    n = len(studies)
+    y = np.zeros((n, 3), np.float32)
+    p = np.full((n, 3), np.nan, np.float32)
+    p[::2, 1] = 0.7  # every other study mentions B; an unmentioned B is still a supervised negative (y = 0)
+    _labels(tmp_path / "labels.parquet", studies, ("A", "B", "C"), y, np.zeros_like(y), p)
+    ds = CachedImageDataset(cache / "c", labels=tmp_path / "labels.parquet")
+    pos = {s: i for i, s in enumerate(studies)}
+    for i in range(len(ds)):
+        it = ds[i]
+        j = pos[ds.index["study_id"].iloc[i]]
+        np.testing.assert_array_equal(it["mentioned"].numpy(), [0, 1 if j % 2 == 0 else 0, 0])
+        assert it["mask"].numpy().all()
+    batch = ds.get_batch([0, 1, 2])
+    np.testing.assert_array_equal(batch["mentioned"].numpy(), np.stack([ds[i]["mentioned"] for i in range(3)]))
+    sub = CachedImageDataset(cache / "c", labels=tmp_path / "labels.parquet", classes=["B"])
+    assert sub.classes == ("B",) and sub[0]["y"].shape == (1,)
+    np.testing.assert_array_equal(sub.mentioned[:, 0], ds.mentioned[:, 1])
+    with pytest.raises(ValueError, match="not in the labels"):
+        CachedImageDataset(cache / "c", labels=tmp_path / "labels.parquet", classes=["Nope"])
 
 
 def test_augmentation_deterministic_per_seed_and_epoch(cache):

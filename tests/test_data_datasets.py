@@ -199,25 +199,33 @@ def test_align_labels_with_parquet_and_loose_ids(tmp_path):
     r = np.array([[0.3, 0.0], [-0.2, 0.5]], np.float32)
     p = tmp_path / "labels.parquet"
     _labels_parquet(p, ["50414267", "50414268"], classes, y, r)
-    yy, rr, mask, cls = align_labels(["s50414268", "s50414267", "s99"], p)
+    yy, rr, mask, mentioned, cls = align_labels(["s50414268", "s50414267", "s99"], p)
     assert cls == classes
+    assert not mentioned.any()  # the table's certainties are NaN: nothing was mentioned
     np.testing.assert_array_equal(yy, [[0, 1], [1, 0], [0, 0]])
     np.testing.assert_allclose(rr, [[-0.2, 0.5], [0.3, 0.0], [0, 0]])
     np.testing.assert_array_equal(mask, [[1, 1], [1, 0], [0, 0]])
     obj = SimpleNamespace(study_ids=np.array(["x"]), classes=classes, y=y[:1], r=r[:1])
-    yy, _, mask, _ = align_labels(["x", "x"], obj)
+    yy, _, mask, mentioned, _ = align_labels(["x", "x"], obj)
     np.testing.assert_array_equal(mask, [[1, 0], [1, 0]])
+    np.testing.assert_array_equal(mentioned, mask)  # no certainty column: every supervised entry counts
+    obj.p = np.array([[0.7, np.nan]], np.float32)
+    np.testing.assert_array_equal(align_labels(["x", "y"], obj).mentioned, [[1, 0], [0, 0]])
 
 
 def test_official_labels_policies():
     idx = pd.DataFrame({"label:A": [1.0, -1.0, np.nan, 0.0], "label:B": [0.0, 1.0, -1.0, np.nan]})
-    y, r, m, cls = official_labels(idx, "ignore")
+    y, r, m, mentioned, cls = official_labels(idx, "ignore")
     assert cls == ("A", "B")
     np.testing.assert_array_equal(y[:, 0], [1, 0, 0, 0])
     np.testing.assert_array_equal(m[:, 0], [1, 0, 1, 1])
-    y1, _, m1, _ = official_labels(idx, "ones")
+    np.testing.assert_array_equal(mentioned[:, 0], [1, 1, 0, 1])
+    y1, _, m1, _, _ = official_labels(idx, "ones")
     np.testing.assert_array_equal(y1[:, 0], [1, 1, 0, 0])
     assert m1.all() and not r.any()
+    # PU-RM: blank (not mentioned) is ignored, not a negative
+    _, _, m2, _, _ = official_labels(idx, "ones", blank="ignore")
+    np.testing.assert_array_equal(m2, [[1, 1], [1, 1], [0, 1], [1, 0]])
 
 
 @settings(max_examples=60, deadline=None)

@@ -55,7 +55,7 @@ def test_demo_outputs(demo) -> None:
     ):
         assert (out / f).is_file(), f
     assert list(res.table.index) == ["gls", "u-ones-bce"]
-    for col in ("auc_labels_mean", "auc_truth_mean", "ece_labels_mean", "ece_truth_mean"):
+    for col in ("auc_reference_mean", "auc_truth_mean", "ece_reference_mean", "ece_truth_mean"):
         v = res.table[col].to_numpy(dtype=float)
         assert np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all(), col
     # printed: the samples table and the comparison, with this run's numbers

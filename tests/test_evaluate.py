@@ -81,39 +81,60 @@ def _test_rows(tiny_run: dict) -> pd.DataFrame:
     return idx[idx["split"] == "test"].reset_index(drop=True)
 
 
-def test_metrics_json_has_both_sets(tiny_run, evaluated):
+def _policy_free(findings: pd.DataFrame, study_ids, classes) -> tuple[np.ndarray, np.ndarray]:
+    """The findings reference recomputed by hand: (y [N, K], hedged certainty [N, K])."""
+    y = np.zeros((len(study_ids), len(classes)))
+    hedged = np.full(y.shape, np.nan)
+    by = {(r.study_id, r.finding): r for r in findings.itertuples()}
+    for i, sid in enumerate(study_ids):
+        for k, c in enumerate(classes):
+            r = by.get((sid, c))
+            if r is None:
+                continue
+            if r.status == "negative" or r.certainty == 0:
+                y[i, k] = 0
+            elif r.certainty == 1:
+                y[i, k] = 1
+            else:
+                y[i, k], hedged[i, k] = np.nan, r.certainty
+    return y, hedged
+
+
+def test_metrics_json_reference_and_truth(tiny_run, evaluated):
     out, res = evaluated["out"], evaluated["res"]
     m = _strict_json(out / "metrics.json")
     assert m == json.loads(json.dumps(res))  # what is returned is what is written
     test = _test_rows(tiny_run)
-    assert m["n_images"] == len(test) > 0
+    assert m["n_images"] == len(test) > 0 and m["n_patients"] == test["patient_id"].nunique()
     assert m["truth_path"] == str(tiny_run["truth"])  # auto-detected from the cache's phantom root
     classes = m["classes"]
-    for key in ("report_labels", "truth"):
+    for key in ("vs_reference", "vs_truth"):
         assert m[key]["classes"] == classes
         assert m[key]["n"] == len(test)
         assert set(m[key]["summary"]) >= {"mean_auc", "bacc", "bacc_logit0", "ece", "brier", "mean_auc_ci"}
         assert m[key]["settings"]["n_boot"] == 30
-    assert m["typicality"]["source"] == "truth"
+        assert m[key]["settings"]["ci_method"] == "percentile, patients resampled"
+    ref = m["reference"]
+    assert ref["source"] == "findings" and ref["path"] == str(tiny_run["findings"])  # beside labels.parquet
+    assert len(m["reference_sha256"]) == 64 and len(m["truth_sha256"]) == 64
+    assert m["reference_sha256"] != m["truth_sha256"]
     assert m["checkpoint"]["name"] == "best" and m["checkpoint"]["step"] >= 1
 
-    # Report-label counts recomputed from labels.parquet (per study; NaN = ignored).
-    from repgls.rating import read_labels
-
-    lab = read_labels(tiny_run["labels"])
-    pos = {s: i for i, s in enumerate(lab.study_ids)}
-    y = lab.y[[pos[s] for s in test["study_id"]]]
+    # The policy-free reference recomputed by hand from the findings: definite statements only.
+    y, hedged = _policy_free(pd.read_parquet(tiny_run["findings"]), test["study_id"].tolist(), classes)
     for k, c in enumerate(classes):
-        assert m["report_labels"]["per_class"][c]["n_pos"] == int((y[:, k] == 1).sum())
-        assert m["report_labels"]["per_class"][c]["n_neg"] == int((y[:, k] == 0).sum())
+        assert m["vs_reference"]["per_class"][c]["n_pos"] == ref["n_positive"][c] == int((y[:, k] == 1).sum())
+        assert m["vs_reference"]["per_class"][c]["n_neg"] == int((y[:, k] == 0).sum())
+        assert ref["n_hedged"][c] == m["hedged"]["per_class"][c]["n"] == int(np.isfinite(hedged[:, k]).sum())
+    assert m["hedged"]["n"] == int(np.isfinite(hedged).sum())
 
     # Truth counts recomputed from truth.parquet.
     truth = pd.read_parquet(tiny_run["truth"])
     tt = truth[truth["image_id"].isin(set(test["image_id"]))]
     for c in classes:
         n_present = int(tt.loc[tt["finding"] == c, "present"].sum())
-        assert m["truth"]["per_class"][c]["n_pos"] == n_present
-        assert m["truth"]["per_class"][c]["n_pos"] + m["truth"]["per_class"][c]["n_neg"] == len(test)
+        assert m["vs_truth"]["per_class"][c]["n_pos"] == n_present
+        assert m["vs_truth"]["per_class"][c]["n_pos"] + m["vs_truth"]["per_class"][c]["n_neg"] == len(test)
 
 
 def test_auc_matches_sklearn_on_written_predictions(evaluated):
@@ -122,9 +143,9 @@ def test_auc_matches_sklearn_on_written_predictions(evaluated):
     out, res = evaluated["out"], evaluated["res"]
     pred = pd.read_parquet(out / "predictions.parquet")
     classes = res["classes"]
-    assert list(pred.columns[:2]) == ["image_id", "study_id"]
+    assert list(pred.columns[:3]) == ["image_id", "study_id", "patient_id"]
     checked = 0
-    for key, prefix in (("report_labels", "label:"), ("truth", "truth:")):
+    for key, prefix in (("vs_reference", "reference:"), ("vs_truth", "truth:")):
         for c in classes:
             y, s = pred[f"{prefix}{c}"].to_numpy(), pred[f"prob:{c}"].to_numpy()
             ok = np.isfinite(y)
@@ -142,19 +163,20 @@ def test_auc_matches_sklearn_on_written_predictions(evaluated):
     np.testing.assert_allclose(cert, np.clip(probs * (1 - rate / 2) + (1 - probs) * rate / 2, 0, 1), atol=1e-6)
 
 
-def test_thresholds_chosen_on_val_predictions(tiny_run, evaluated):
-    """Thresholds equal choose_thresholds on the trainer's own val predictions of the best model."""
+def test_thresholds_chosen_on_val_against_the_reference(tiny_run, evaluated):
+    """Thresholds equal choose_thresholds on the best model's val predictions against the val split's reference
+    (the same policy-free labels, never the run's own training labels)."""
     from repgls.metrics import choose_thresholds
 
     res = evaluated["res"]
     classes = res["classes"]
     pv = pd.read_parquet(tiny_run["run"] / "predictions_val.parquet")
-    thr = choose_thresholds(pv[[f"label:{c}" for c in classes]].to_numpy(),
-                            pv[[f"prob:{c}" for c in classes]].to_numpy())
+    y_val, _ = _policy_free(pd.read_parquet(tiny_run["findings"]), pv["study_id"].tolist(), classes)
+    thr = choose_thresholds(y_val, pv[[f"prob:{c}" for c in classes]].to_numpy())
     got = np.array([res["thresholds"]["values"][c] for c in classes])
     np.testing.assert_allclose(got, thr, atol=1e-5)
-    assert "val" in res["thresholds"]["source"]
-    assert [res["report_labels"]["per_class"][c]["threshold"] for c in classes] == pytest.approx(got.tolist())
+    assert "reference (findings) of split 'val'" in res["thresholds"]["source"]
+    assert [res["vs_reference"]["per_class"][c]["threshold"] for c in classes] == pytest.approx(got.tolist())
 
 
 def test_report_html_self_contained_with_truth_and_cams(evaluated):
@@ -176,30 +198,80 @@ def test_report_html_self_contained_with_truth_and_cams(evaluated):
         assert name.startswith("s") and cls.replace("_", " ") in evaluated["res"]["classes"]
 
 
-def test_no_truth_uses_report_typicality(tiny_run, tmp_path):
+def test_no_truth_scores_the_findings_reference_with_its_typicality(tiny_run, tmp_path):
     from repgls.evaluation import evaluate
 
     res = evaluate(tiny_run["run"], truth=False, n_boot=0, cams=0, out_dir=tmp_path / "ev", report=False,
-                       device="cpu")
-    assert res["truth"] is None and res["truth_path"] is None
-    assert res["typicality"]["source"] == "findings"  # findings.parquet beside labels.parquet
+                   device="cpu")
+    assert res["vs_truth"] is None and res["truth_path"] is None
+    assert res["reference"]["typicality"]["source"] == "findings"
     assert (tmp_path / "ev" / "metrics.json").is_file() and not (tmp_path / "ev" / "report.html").exists()
     pred = pd.read_parquet(tmp_path / "ev" / "predictions.parquet")
     assert not any(c.startswith("truth:") for c in pred.columns)
-    # Typicality counts come from the findings table's typicality of the test studies' positives.
+    # AUC^FG population: the reference's (definite) positives, typicality from the findings' wording
     f = pd.read_parquet(tiny_run["findings"])
     test = _test_rows(tiny_run)
-    from repgls.rating import read_labels
-
-    lab = read_labels(tiny_run["labels"])
-    pos = {s: i for i, s in enumerate(lab.study_ids)}
+    y, _ = _policy_free(f, test["study_id"].tolist(), res["classes"])
     for k, c in enumerate(res["classes"]):
         want = 0
-        for s in test["study_id"]:
-            if lab.y[pos[s], k] == 1:
+        for i, s in enumerate(test["study_id"]):
+            if y[i, k] == 1:
                 row = f[(f["study_id"] == s) & (f["finding"] == c)]
                 want += int((row["typicality"] == "atypical").sum())
-        assert res["report_labels"]["per_class"][c]["n_atypical"] == want
+        assert res["vs_reference"]["per_class"][c]["n_atypical"] == want
+
+
+@pytest.fixture(scope="module")
+def policy_runs(tiny_run, tmp_path_factory) -> dict[str, Path]:
+    """Two more tiny runs of the same world: one on U-Ones labels, one on U-Zeros labels."""
+    from repgls.rating import rates, write_labels
+    from repgls.training import train
+
+    root = tmp_path_factory.mktemp("policies")
+    runs = {}
+    for policy in ("u-ones", "u-zeros"):
+        labels = root / policy / "labels.parquet"
+        labels.parent.mkdir()
+        write_labels(rates(tiny_run["findings"], policy=policy, studies=tiny_run["world"] / "reports.csv"), labels)
+        runs[policy] = train(REPO / "configs" / "phantom-tiny.yaml", overrides=[
+            f"data.cache_dir={tiny_run['cache']}", f"data.labels={labels}", "data.batch_size=16", "loss.name=bce",
+            "loss.kwargs={}", "data.augment=false", "train.max_steps=3", "train.epochs=1", "train.progress=false",
+            "train.device=cpu", f"output.run_dir={root / policy / 'run'}"])
+    return runs
+
+
+def test_u_ones_and_u_zeros_runs_share_one_reference(tiny_run, policy_runs, tmp_path):
+    """Scored through ``repgls eval``, runs trained on different label policies get the same reference (same
+    sha256, same positives per class); a table that mixes references is refused."""
+    from typer.testing import CliRunner
+
+    from repgls.benchmarking import bench_table
+    from repgls.cli import app
+    from repgls.rating import read_labels
+
+    ones, zeros = (read_labels(policy_runs[p].parent / "labels.parquet") for p in ("u-ones", "u-zeros"))
+    assert (np.nansum(ones.y, axis=0) > np.nansum(zeros.y, axis=0)).any()  # the training labels do differ
+    evals = {}
+    for policy, run in policy_runs.items():
+        r = CliRunner().invoke(app, ["eval", str(run), "--findings", str(tiny_run["findings"]), "--n-boot", "0",
+                                     "--cams", "0", "--no-report", "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+        evals[policy] = _strict_json(run / "eval-test" / "metrics.json")
+    a, b = evals["u-ones"], evals["u-zeros"]
+    assert a["reference"]["source"] == b["reference"]["source"] == "findings"
+    assert a["reference_sha256"] == b["reference_sha256"]
+    assert a["reference"]["n_positive"] == b["reference"]["n_positive"]
+    for c in a["classes"]:
+        assert a["vs_reference"]["per_class"][c]["n_pos"] == b["vs_reference"]["per_class"][c]["n_pos"]
+    table = bench_table({"u-ones": [a], "u-zeros": [b]})
+    assert list(table.index) == ["u-ones", "u-zeros"]
+    r = CliRunner().invoke(app, ["eval", str(policy_runs["u-zeros"]), "--reference", "truth", "--n-boot", "0",
+                                 "--cams", "0", "--no-report", "--device", "cpu", "--out", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    on_truth = _strict_json(tmp_path / "t" / "metrics.json")
+    assert on_truth["reference"]["source"] == "truth" and on_truth["reference_sha256"] != a["reference_sha256"]
+    with pytest.raises(ValueError, match="scored on different references"):
+        bench_table({"u-ones": [a], "u-zeros": [on_truth]})
 
 
 def test_truth_matrix_rule():
@@ -232,10 +304,10 @@ def test_cli_eval(tiny_run, tmp_path):
                                  "--checkpoint", "last"])
     assert r.exit_code == 0, r.output
     m = _strict_json(out / "metrics.json")
-    assert m["checkpoint"]["name"] == "last" and m["truth"] is not None
+    assert m["checkpoint"]["name"] == "last" and m["vs_truth"] is not None
     assert (out / "report.html").is_file() and len(list((out / "cams").glob("*.png"))) == 1
     said = " ".join(r.output.split())  # rich wraps at the terminal width
-    assert "Mean AUC" in said and "vs hidden truth" in said
+    assert "Mean AUC" in said and "vs hidden truth" in said and "vs reference (findings)" in said
 
     bad = CliRunner().invoke(app, ["eval", str(tmp_path)])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
@@ -250,9 +322,30 @@ def test_clear_errors(tiny_run, tmp_path):
         evaluate(tiny_run["run"], truth=tmp_path / "none.parquet", n_boot=0, cams=0, out_dir=tmp_path)
     other = tmp_path / "other_truth.parquet"
     pd.DataFrame({"image_id": ["zz"], "finding": ["Edema"], "present": [True]}).to_parquet(other)
-    with pytest.raises(ValueError, match=r"none of the \d+ images of split 'test'"):
+    with pytest.raises(ValueError, match=r"none of the \d+ images .* is in this truth table"):
         evaluate(tiny_run["run"], truth=other, n_boot=0, cams=0, out_dir=tmp_path, device="cpu")
     with pytest.raises(ValueError, match="does not fit model 'lu_vit_tiny'"):
         load_run(tiny_run["run"], image_size=32, device="cpu")
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         load_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="--reference nope"):
+        evaluate(tiny_run["run"], reference="nope", n_boot=0, cams=0, out_dir=tmp_path / "x", device="cpu")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_evaluation_leaves_no_half_folder(tiny_run, tmp_path, monkeypatch):
+    """An error while writing (here: Grad-CAM) leaves neither a half-written folder nor a changed old one."""
+    import repgls.evaluation.scoring as S
+
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "old.txt").write_text("previous evaluation")
+
+    def broken(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(S, "_write_cams", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        S.evaluate(tiny_run["run"], n_boot=0, cams=2, out_dir=out, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev"]  # no temporary folder left
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]

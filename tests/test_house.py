@@ -182,14 +182,14 @@ def toy_registrations():
 
         def elementwise(self, outputs, batch):
             calls["loss"] += 1
-            y, _, _ = losses._targets(outputs, batch)
+            y, _, _ = losses.targets(outputs, batch)
             return (torch.sigmoid(outputs["logits"].float()) - y) ** 2
 
     def positive_rate(y, s, *, typical=None, thresholds=None):
         return float(np.nanmean(np.where(np.isfinite(y), s > 0.5, np.nan)))
 
     metrics.register_metric("toy_positive_rate", "Toy positive rate", False, positive_rate,
-                            sides=("truth", "labels"))
+                            sides=("truth", "reference"))
 
     def toy_cam(net):
         calls["gradcam"] += 1
@@ -227,11 +227,11 @@ def test_a_loss_a_metric_and_a_model_family_are_one_registration_each(toy_regist
     assert toy_registrations["gradcam"] >= 1
     assert len(list((run / "eval-test" / "cams").glob("*.png"))) == 2
     metrics = json.loads((run / "eval-test" / "metrics.json").read_text())
-    for side in ("report_labels", "truth"):
+    for side in ("vs_reference", "vs_truth"):
         summary = metrics[side]["summary"]
         assert 0.0 <= summary["toy_positive_rate"] <= 1.0
         assert len(summary["toy_positive_rate_ci"]) == 2
     table = bench_table({"toy": [metrics]})
     assert table.loc["toy", "toy_positive_rate_truth_mean"] == pytest.approx(
-        metrics["truth"]["summary"]["toy_positive_rate"])
-    assert "toy_positive_rate_labels_mean" in table.columns
+        metrics["vs_truth"]["summary"]["toy_positive_rate"])
+    assert "toy_positive_rate_reference_mean" in table.columns

@@ -147,46 +147,90 @@ def test_pu_rm_alias_and_policy_tags():
 
 
 # --- anr ----------------------------------------------------------------------------------------------------
-def test_anr_beta0_v0_is_bce():
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _anr_paper_by_hand(z: float, y: float, v: float, beta: float = 10.0, gamma: float = 2.0) -> float:
+    """LTML eqs. 1-3 and the focal factor of section 4.1, in plain Python for one entry."""
+    u = z - v
+    lam = 1 + beta * (1 - _sig(u))
+    if y == 1:
+        loss, pt = _sp(-u), _sig(u)
+    else:
+        loss, pt = _sp(lam * u) / lam, _sig(-lam * u)
+    return (1 - pt) ** gamma * loss
+
+
+def test_anr_beta0_gamma0_v0_is_bce():
     z, b = _batch()
-    torch.testing.assert_close(L.anr(z, b["y"], torch.zeros(4), beta=0.0), L.bce(z, b["y"]))
+    for variant in L.ANR_VARIANTS:
+        torch.testing.assert_close(L.anr(z, b["y"], torch.zeros(4), beta=0.0, gamma=0.0, variant=variant),
+                                   L.bce(z, b["y"]))
     # beta = 0 with v != 0 is BCE on the biased logit u = z - v
     v = L.class_bias(COUNTS, N)
-    torch.testing.assert_close(L.anr(z, b["y"], v, beta=0.0), L.bce(z - v, b["y"]))
+    torch.testing.assert_close(L.anr(z, b["y"], v, beta=0.0, gamma=0.0), L.bce(z - v, b["y"]))
 
 
-def test_class_bias_and_anr_hand_value():
+def test_anr_lambda_comes_from_the_adjusted_logit():
+    """The issue's hand computation: u = -3, v = 5.3 (z = 2.3): the paper's lambda is 10.53, the code's 1.91."""
+    u, v = -3.0, 5.3
+    lam_paper = 1 + 10 * (1 - _sig(u))
+    lam_code = 1 + 10 * (1 - _sig(u + v))
+    assert lam_paper == pytest.approx(10.53, abs=0.005) and lam_code == pytest.approx(1.91, abs=0.005)
+    d = torch.float64
+    zt, y0, vt = torch.tensor([[u + v]], dtype=d), torch.zeros(1, 1, dtype=d), torch.tensor([v], dtype=d)
+    assert L.anr(zt, y0, vt, gamma=0.0).item() == pytest.approx(_sp(lam_paper * u) / lam_paper, rel=1e-9)
+    assert L.anr(zt, y0, vt, gamma=0.0, variant="ltml-code").item() == pytest.approx(
+        _sp(lam_code * u) / lam_code, rel=1e-9)
+
+
+def test_anr_value_and_gradient_equal_the_papers_equation_by_hand():
+    """ANR-BCE with focal (paper variant) on a 3 x 4 tensor: every value equals the plain-Python equation, and
+    every gradient equals a central finite difference of that equation (the gradient of the stated loss)."""
+    z = torch.tensor([[0.5, -1.0, 2.0, 4.0], [-0.3, 0.8, 0.1, -6.0], [1.0, 1.0, -2.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    v = L.class_bias(COUNTS, N).double()
+    zz = z.clone().requires_grad_(True)
+    got = L.anr(zz, y, v)
+    got.sum().backward()
+    h = 1e-6
+    for i, k in itertools.product(range(3), range(4)):
+        zi, yi, vi = z[i, k].item(), y[i, k].item(), v[k].item()
+        assert got[i, k].item() == pytest.approx(_anr_paper_by_hand(zi, yi, vi), rel=1e-9, abs=1e-12)
+        fd = (_anr_paper_by_hand(zi + h, yi, vi) - _anr_paper_by_hand(zi - h, yi, vi)) / (2 * h)
+        assert zz.grad[i, k].item() == pytest.approx(fd, rel=1e-5, abs=1e-9)
+
+
+def test_anr_module_defaults_are_the_paper():
+    loss = create_loss("anr", COUNTS, N)
+    assert (loss.variant, loss.beta, loss.gamma, loss.reweight) == ("paper", 10.0, 2.0, False)
+    z, b = _batch(b=5, k=4, seed=9)
+    torch.testing.assert_close(loss.elementwise({"logits": z}, b), L.anr(z, b["y"], L.class_bias(COUNTS, N)))
+    code = create_loss("anr", COUNTS, N, variant="ltml-code")
+    assert code.reweight is True  # the code path always applies DB's re-balanced weight
+    with pytest.raises(ValueError, match="variant"):
+        create_loss("anr", COUNTS, N, variant="nope")
+
+
+def test_anr_ltml_code_variant_detaches_the_weight_but_not_lambda():
+    z = torch.tensor([[0.3]], dtype=torch.float64, requires_grad=True)
+    L.anr(z, torch.zeros(1, 1), torch.zeros(1), beta=10.0, gamma=0.0, variant="ltml-code").sum().backward()
+    zz = 0.3
+    s = _sig(zz)
+    lam = 1 + 10 * (1 - s)
+    dlam = -10 * s * (1 - s)
+    sig = _sig(lam * zz)
+    expected = sig * (lam + zz * dlam) / lam  # d/dz softplus(lam(z) z) / lam_detached
+    assert z.grad.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_class_bias_and_prior():
     v = L.class_bias(COUNTS, N)
     torch.testing.assert_close(v, torch.log(N / COUNTS - 1))
     torch.testing.assert_close(torch.sigmoid(-v), COUNTS / N)  # prior
-    # negative, z = 0.5, v = log(1000/50 - 1) = log 19, beta = 10, lambda from raw logit
-    z, vv = 0.5, math.log(19)
-    lam = 1 + 10 * (1 - 1 / (1 + math.exp(-z)))
-    u = z - vv
-    d = torch.float64
-    got = L.anr(torch.tensor([[z]], dtype=d), torch.tensor([[0.0]]), torch.tensor([vv])).item()
-    assert got == pytest.approx(_sp(lam * u) / lam, rel=1e-6)
-    got_pos = L.anr(torch.tensor([[z]], dtype=d), torch.tensor([[1.0]]), torch.tensor([vv])).item()
-    assert got_pos == pytest.approx(_sp(-u), rel=1e-6)
-    lam_b = 1 + 10 * (1 - 1 / (1 + math.exp(-u)))  # paper eq. 3: sigma(u)
-    got_b = L.anr(
-        torch.tensor([[z]], dtype=d), torch.tensor([[0.0]]), torch.tensor([vv]), lambda_from="biased"
-    ).item()
-    assert got_b == pytest.approx(_sp(lam_b * u) / lam_b, rel=1e-6)
     with pytest.warns(UserWarning):
         L.class_bias([0.0, 10.0], 10)
-
-
-def test_anr_weight_is_detached_but_lambda_is_not():
-    z = torch.tensor([[0.3]], dtype=torch.float64, requires_grad=True)
-    L.anr(z, torch.zeros(1, 1), torch.zeros(1), beta=10.0).sum().backward()
-    zz = 0.3
-    s = 1 / (1 + math.exp(-zz))
-    lam = 1 + 10 * (1 - s)
-    dlam = -10 * s * (1 - s)
-    sig = 1 / (1 + math.exp(-lam * zz))
-    expected = sig * (lam + zz * dlam) / lam  # d/dz softplus(lam(z) z) / lam_detached
-    assert z.grad.item() == pytest.approx(expected, rel=1e-6)
 
 
 # --- db -----------------------------------------------------------------------------------------------------
@@ -249,11 +293,36 @@ def test_mask_and_nan_targets_are_ignored():
 
 # --- llr ----------------------------------------------------------------------------------------------------
 def test_llr_k_schedule():
-    assert L.llr_k(100, 0) == 0
-    assert L.llr_k(100, 1) == 10
-    assert L.llr_k(100, 3) == 30  # no float round-up to 31
-    assert L.llr_k(100, 20) == 80  # capped at 80 %
-    assert L.llr_k(7, 1) == 1  # ceil
+    """The LTML recipe (8 epochs): 10 % more per epoch, capped at 80 %."""
+    assert L.llr_k(100, L.llr_rate(0)) == 0
+    assert L.llr_k(100, L.llr_rate(1)) == 10
+    assert L.llr_k(100, L.llr_rate(3)) == 30  # no float round-up to 31
+    assert L.llr_k(100, L.llr_rate(20, schedule="per-epoch")) == 80  # capped at 80 %
+    assert L.llr_k(7, L.llr_rate(1)) == 1  # ceil
+
+
+def test_llr_rejects_the_same_share_at_the_same_point_of_training_for_8_and_30_epochs():
+    """An 8-epoch and a 30-epoch run reconsider the same share of entries at the same fraction of training (the
+    fraction schedule); the code's absolute per-epoch schedule would reconsider 80 % for most of a 30-epoch run."""
+    z, b = _batch(b=16, k=5, seed=4)
+
+    def share(epoch: int, epochs: int) -> int:
+        lla = create_loss("lla")
+        lla.set_epoch(epoch, epochs)
+        lla.elementwise({"logits": z}, b)
+        return int(lla.last_selected.sum())
+
+    n_neg = int(((b["y"] == 0) & (b["mask"] > 0)).sum())  # at most every negative can be reconsidered
+    assert share(0, 8) == share(0, 30) == 0
+    assert share(4, 8) == share(15, 30) == L.llr_k(80, 0.4)  # half-way: 40 % of the B*K entries
+    for e in range(30):  # every epoch of the long run is on the 8-epoch run's line: 80 % x (epoch / epochs)
+        assert share(e, 30) == min(n_neg, L.llr_k(80, 0.8 * e / 30))
+    for e in range(8):
+        assert share(e, 8) == min(n_neg, L.llr_k(80, 0.1 * e))  # the LTML recipe itself
+    assert L.llr_rate(8, 30, schedule="per-epoch") == pytest.approx(0.8)
+    assert L.llr_rate(8, 30) == pytest.approx(0.8 * 8 / 30)
+    with pytest.raises(ValueError, match="schedule"):
+        create_loss("lla", schedule="sometimes")
 
 
 def test_lla_drops_exactly_topk_negatives():
@@ -265,7 +334,7 @@ def test_lla_drops_exactly_topk_negatives():
     lla.set_epoch(2)
     per = lla.elementwise({"logits": z}, b)
     base = L.bce(z, b["y"])
-    k = L.llr_k(40, 2)
+    k = L.llr_k(40, L.llr_rate(2))
     cand = (b["y"] == 0) & (b["mask"] > 0)
     vals = base[cand]
     top = torch.sort(vals, descending=True).values[:k]
@@ -287,7 +356,7 @@ def test_llm_relabels_topk_negatives_over_any_base():
     sel = llm.last_selected
     v = L.class_bias(COUNTS, N)
     base = L.anr(z, b["y"], v)
-    assert int(sel.sum()) == L.llr_k(32, 1)
+    assert int(sel.sum()) == L.llr_k(32, L.llr_rate(1))
     flipped = L.anr(z, torch.ones_like(z), v)
     torch.testing.assert_close(per[sel], flipped[sel])
     torch.testing.assert_close(per[~sel], base[~sel])
@@ -305,7 +374,7 @@ def test_llr_global_topk_under_simulated_two_rank_gloo(tmp_path):
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), z, b, str(out)), nprocs=2, join=True)
     sel = torch.cat([torch.load(f"{out}{r}.pt") for r in range(2)])
     base = L.bce(z, b["y"])
-    k = L.llr_k(32, 2)
+    k = L.llr_k(32, L.llr_rate(2))
     cand = b["y"] == 0
     top = torch.sort(base[cand], descending=True).values[:k]
     assert int(sel.sum()) == k
@@ -364,9 +433,7 @@ def test_gradcheck_float64(name):
         "focal": lambda z, y, r: L.focal(z, y),
         "gls": lambda z, y, r: L.gls(z, y, r),
         "pce": lambda z, y, r: L.pce(z, y),
-        # beta = 0: with beta > 0 the detached 1/lambda weight makes autograd differ from finite differences
-        # by design (the reference code detaches it); test_anr_weight_is_detached_but_lambda_is_not checks it
-        "anr": lambda z, y, r: L.anr(z, y, L.class_bias(COUNTS, N).double(), beta=0.0),
+        "anr": lambda z, y, r: L.anr(z, y, L.class_bias(COUNTS, N).double()),  # the paper's loss: exact gradient
         "db": lambda z, y, r: L.db(z, y, COUNTS, N),
     }[name]
     z, b = _batch(b=3, k=4, seed=2)

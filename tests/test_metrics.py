@@ -167,7 +167,7 @@ def test_bootstrap_replicate_equals_metrics_of_resampled_rows():
     typ = np.where(y == 1, (np.random.default_rng(0).random(y.shape) < 0.5).astype(float), np.nan)
     thr = M.choose_thresholds(y, s)
     rng = np.random.default_rng(0)
-    w = M._bootstrap_weights(len(y), 3, rng)
+    w = M.bootstrap_weights(len(y), 3, rng)
     reps = M._replicate_metrics(y, s, w, thr, typ, {"head": [0, 1]}, 15)
     for b in range(3):
         rows = np.repeat(np.arange(len(y)), w[b].astype(int))
@@ -176,6 +176,33 @@ def test_bootstrap_replicate_equals_metrics_of_resampled_rows():
         for key in ("mean_auc", "bacc", "bacc_logit0", "mean_auc_fg", "ece", "brier"):
             assert reps[key][b] == pytest.approx(ref["summary"][key]), key
         assert reps["group:head:auc"][b] == pytest.approx(ref["groups"]["head"]["auc"])
+
+
+def test_bootstrap_resamples_patients_not_images():
+    """With the patient of each row, a replicate draws patients: all images of a patient get the same weight,
+    and the number of patients drawn (not images) is fixed."""
+    rng = np.random.default_rng(0)
+    patients = np.repeat([f"p{i}" for i in range(30)], rng.integers(1, 5, 30))  # 1-4 images per patient
+    idx = M.cluster_index(patients, len(patients))
+    w = M.bootstrap_weights(len(patients), 200, np.random.default_rng(1), idx)
+    for g in range(30):
+        rows = np.flatnonzero(idx == g)
+        assert (w[:, rows] == w[:, rows[:1]]).all()  # one patient, one weight
+    per_patient = np.stack([w[:, np.flatnonzero(idx == g)[0]] for g in range(30)], axis=1)
+    assert (per_patient.sum(axis=1) == 30).all()  # 30 patients drawn per replicate
+    assert not (w.sum(axis=1) == len(patients)).all()  # so the image count varies
+    # patient-level intervals of an AUC are wider than image-level ones when images of a patient agree
+    y = np.repeat(rng.random(30) < 0.4, 4).astype(float)[:, None]
+    s = np.clip(y + rng.normal(0, 0.6, (30, 1)).repeat(4, axis=0) + rng.normal(0, 0.05, y.shape), 0, None)
+    s = s / s.max()
+    pid = np.repeat(np.arange(30), 4)
+    rows_ci = M.score(y, s, ["a"], n_boot=400, seed=0)["summary"]["mean_auc_ci"]
+    pat = M.score(y, s, ["a"], n_boot=400, seed=0, clusters=pid)
+    assert pat["settings"]["ci_method"] == "percentile, patients resampled"
+    pat_ci = pat["summary"]["mean_auc_ci"]
+    assert pat_ci[1] - pat_ci[0] > 1.3 * (rows_ci[1] - rows_ci[0])
+    with pytest.raises(ValueError, match="one patient per row"):
+        M.score(y, s, ["a"], n_boot=10, clusters=pid[:5])
 
 
 def test_bootstrap_ci_deterministic_and_brackets_estimate():

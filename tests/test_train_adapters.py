@@ -118,7 +118,7 @@ def train_and_eval(tmp: Path, cache: Path, labels: str | Path, classes: tuple[st
     pred = pd.read_parquet(out / "predictions.parquet")
     test = idx[idx["split"] == "test"]
     assert m["classes"] == list(classes) and m["n_images"] == len(test) == len(pred)
-    assert m["report_labels"]["n"] == len(test) and m["thresholds"]["values"] is not None
+    assert m["vs_reference"]["n"] == len(test) and m["thresholds"]["values"] is not None
     assert list(pred["image_id"]) == list(test["image_id"])  # cache order
     assert list(pred["study_id"]) == list(test["study_id"])
     probs = pred[[f"prob:{c}" for c in classes]].to_numpy()
@@ -127,19 +127,19 @@ def train_and_eval(tmp: Path, cache: Path, labels: str | Path, classes: tuple[st
 
     scored = 0
     for c in classes:
-        y, s = pred[f"label:{c}"].to_numpy(), pred[f"prob:{c}"].to_numpy()
+        y, s = pred[f"reference:{c}"].to_numpy(), pred[f"prob:{c}"].to_numpy()
         ok = np.isfinite(y)
-        auc = m["report_labels"]["per_class"][c]["auc"]
+        auc = m["vs_reference"]["per_class"][c]["auc"]
         if len(np.unique(y[ok])) < 2:
             assert auc is None, c  # one label only among the test images: AUC undefined, written as null
         else:
             assert auc == pytest.approx(roc_auc_score(y[ok], s[ok]), abs=1e-6), c
             scored += 1
     assert scored >= 1
-    assert math.isfinite(m["report_labels"]["summary"]["mean_auc"])
+    assert math.isfinite(m["vs_reference"]["summary"]["mean_auc"])
     if cams:
         assert len(list((out / "cams").glob("*.png"))) == cams and (out / "report.html").is_file()
-        assert m["report_labels"]["summary"]["mean_auc_ci"] is not None
+        assert m["vs_reference"]["summary"]["mean_auc_ci"] is not None
     return {"run": run, "metrics": m, "pred": pred, "index": idx}
 
 
@@ -151,7 +151,7 @@ def official_truth(test: pd.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
 
 
 def assert_labels_equal(pred: pd.DataFrame, classes: tuple[str, ...], want: np.ndarray) -> None:
-    got = pred[[f"label:{c}" for c in classes]].to_numpy(dtype=np.float64)
+    got = pred[[f"reference:{c}" for c in classes]].to_numpy(dtype=np.float64)
     np.testing.assert_array_equal(got, want)
 
 
@@ -170,9 +170,10 @@ def assert_mined(res: dict, vocab: str, positive: set[str]) -> None:
     want = pred["study_id"].isin(positive).to_numpy(dtype=np.float64)
     assert 0 < want.sum() < len(want)
     for c in (EFFUSION[vocab], "Cardiomegaly"):
-        np.testing.assert_array_equal(pred[f"label:{c}"].to_numpy(dtype=np.float64), want)
-        assert math.isfinite(m["report_labels"]["per_class"][c]["auc"])
-    assert m["labels"].endswith("labels.parquet") and m["typicality"]["source"] == "findings"
+        np.testing.assert_array_equal(pred[f"reference:{c}"].to_numpy(dtype=np.float64), want)
+        assert math.isfinite(m["vs_reference"]["per_class"][c]["auc"])
+    assert m["training_labels"].endswith("labels.parquet") and m["reference"]["typicality"]["source"] == "findings"
+    assert m["reference"]["source"] == "findings"
 
 
 # -------------------------------------------------------------------------------------------- MIMIC-CXR-JPG
@@ -206,7 +207,7 @@ def test_mimic_official(mimic, tmp_path):
     res = train_and_eval(tmp_path, mimic["cache"], "official", MIMIC_CLASSES)
     test = res["index"][res["index"]["split"] == "test"]
     assert_labels_equal(res["pred"], MIMIC_CLASSES, official_truth(test, MIMIC_CLASSES))
-    assert res["metrics"]["labels"] == "official"
+    assert res["metrics"]["training_labels"] == "official"
 
 
 def test_split_name_mismatch_is_clear_error(mimic, tmp_path):

@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any
 
 
-def file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (0o666 minus the umask); mkstemp files are 0o600."""
+def file_mode_mask() -> int:
+    """The process umask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 minus the umask); mkstemp files are 0o600."""
+    return 0o666 & ~file_mode_mask()
 
 
 @contextmanager

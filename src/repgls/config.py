@@ -43,6 +43,9 @@ class DataConfig:
     class_aware: bool = False  # class-aware re-sampling (LTML); otherwise uniform shuffling
     class_aware_num_samples: int | None = None  # epoch length for the class-aware sampler (None: its default)
     pin_memory: bool = True
+    classes: list[str] | None = None  # train on these label columns only (e.g. one finding, as PU-RM); None: all
+    official_uncertain: Literal["ignore", "zeros", "ones"] = "ignore"  # labels: official: uncertain (-1) as ...
+    official_blank: Literal["negative", "ignore"] = "negative"  # labels: official: blank (not mentioned) as ...
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Everything is inline (matplotlib figures as base64 PNG ``<img>``, CSS in a ``<style>`` block, no scripts),
 so the file can be mailed, archived or opened offline. Inputs are ``repgls.metrics.evaluate`` results
 plus, for the curves, the raw labels and scores. Sections appear only when their inputs are given:
-summary, report labels vs hidden truth (phantom world), ROC curves, per-class AUC bars, per-class table,
+summary, reference vs hidden truth (phantom world), ROC curves, per-class AUC bars, per-class table,
 reliability diagram, head / medium / tail, method comparison (mean +- std over seeds), Grad-CAM grid.
 """
 
@@ -25,7 +25,7 @@ __all__ = ["SECTIONS", "write_report"]
 #: (id, title) of every section the report can hold, in page order.
 SECTIONS = (
     ("summary", "Summary"),
-    ("truth", "Report labels vs hidden truth"),
+    ("truth", "Reference vs hidden truth"),
     ("roc", "ROC curves"),
     ("auc-bars", "Per-class AUC"),
     ("per-class", "Per-class metrics"),
@@ -194,16 +194,16 @@ def _truth(result: Mapping[str, Any], truth: Mapping[str, Any]) -> str:
             a, b = _num(result["groups"][g].get("auc")), _num(truth["groups"][g].get("auc"))
             rows.append([f"AUC, {_esc(g)} classes", _fmt(a), _fmt(b), "&ndash;" if not math.isfinite(b - a)
                          else f"{b - a:+.3f}"])
-    summary = _table(["Metric", "vs report labels", "vs hidden truth", "truth &minus; report"], rows)
+    summary = _table(["Metric", "vs reference", "vs hidden truth", "truth &minus; reference"], rows)
     per = []
     for c in result["classes"]:
         e, t = result["per_class"][c], truth["per_class"].get(c, {})
         per.append([f'<td class="txt">{_esc(c)} {_pill(e.get("group"))}</td>', _fmt(e.get("auc")),
                     _fmt(t.get("auc")), _fmt(e.get("bacc")), _fmt(t.get("bacc")), _fmt(e.get("auc_fg")),
                     _fmt(t.get("auc_fg"))])
-    per_tab = _table(["Class", "AUC report", "AUC truth", "bAcc report", "bAcc truth", "AUC<sup>FG</sup> report",
+    per_tab = _table(["Class", "AUC reference", "AUC truth", "bAcc reference", "bAcc truth", "AUC<sup>FG</sup> reference",
                       "AUC<sup>FG</sup> truth"], per)
-    note = ("The same predictions scored twice: against the labels mined from the simulated reports (what a "
+    note = ("The same predictions scored twice: against the reference derived from the reports (what a "
             "real study could measure) and against the phantom world's hidden ground truth.")
     return _section("truth", summary + "<h3 style='font-size:14px;margin:16px 0 6px'>Per class</h3>" + per_tab,
                     note)
@@ -225,7 +225,7 @@ def _roc(classes: Sequence[str], y: np.ndarray, s: np.ndarray, y_truth: np.ndarr
         ax = axes[k // ncols][k % ncols]
         ax.plot([0, 1], [0, 1], color="#c8ccd4", lw=0.8, ls=":")
         title = c
-        for yy, colour, name, ls in ((y, REPORT_COLOUR, "report", "-"), (y_truth, TRUTH_COLOUR, "truth", "--")):
+        for yy, colour, name, ls in ((y, REPORT_COLOUR, "reference", "-"), (y_truth, TRUTH_COLOUR, "truth", "--")):
             if yy is None:
                 continue
             m = np.isfinite(yy[:, k])
@@ -252,7 +252,7 @@ def _roc(classes: Sequence[str], y: np.ndarray, s: np.ndarray, y_truth: np.ndarr
     fig.tight_layout()
     note = "One panel per class, on its labelled rows (ignored labels left out)."
     if y_truth is not None:
-        note += " Solid: against report labels; dashed: against hidden truth."
+        note += " Solid: against the reference; dashed: against hidden truth."
     return _section("roc", f"<figure>{_fig_to_img(fig, 'ROC curves per class')}</figure>", note)
 
 
@@ -263,9 +263,9 @@ def _auc_bars(result: Mapping[str, Any], truth: Mapping[str, Any] | None) -> str
     fig, ax = plt.subplots(figsize=(9, 0.28 * k + 1.1))
     pos = np.arange(k)[::-1]
     h = 0.38 if truth is not None else 0.7
-    sets = [(result, 0.0, None, "report labels")]
+    sets = [(result, 0.0, None, "reference")]
     if truth is not None:
-        sets = [(result, h / 2, None, "report labels"), (truth, -h / 2, TRUTH_COLOUR, "hidden truth")]
+        sets = [(result, h / 2, None, "reference"), (truth, -h / 2, TRUTH_COLOUR, "hidden truth")]
     for res, off, colour, name in sets:
         vals = np.array([_num(res["per_class"].get(c, {}).get("auc")) for c in classes])
         cis = [res["per_class"].get(c, {}).get("auc_ci") for c in classes]
@@ -331,7 +331,7 @@ def _calibration(y: np.ndarray, s: np.ndarray, y_truth: np.ndarray | None, n_bin
     fig, (ax, axh) = plt.subplots(2, 1, figsize=(5.4, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="#9aa0aa", lw=0.9, ls=":", label="perfect calibration")
     width = 1.0 / n_bins
-    for yy, colour, name, res in ((y, REPORT_COLOUR, "report labels", result),
+    for yy, colour, name, res in ((y, REPORT_COLOUR, "reference", result),
                                   (y_truth, TRUTH_COLOUR, "hidden truth", truth)):
         if yy is None:
             continue
@@ -340,7 +340,7 @@ def _calibration(y: np.ndarray, s: np.ndarray, y_truth: np.ndarray | None, n_bin
         ece = _fmt((res or {}).get("summary", {}).get("ece"))
         ax.plot(r["mean_prob"][ok], r["frac_pos"][ok], "o-", color=colour, ms=4, lw=1.4,
                 label=f"vs {name} (ECE {ece})")
-        if name == "report labels":
+        if name == "reference":
             centres = (r["edges"][:-1] + r["edges"][1:]) / 2
             axh.bar(centres, r["count"], width=width * 0.9, color="#b8c4d8")
     ax.set_ylabel("observed frequency of positives")
@@ -406,7 +406,7 @@ def _comparison(runs: Mapping[str, Any], runs_truth: Mapping[str, Any] | None) -
 
     body = _comparison_table(summary_table(runs))
     if runs_truth:
-        body = ("<h3 style='font-size:14px;margin:10px 0 6px'>Against report labels</h3>" + body
+        body = ("<h3 style='font-size:14px;margin:10px 0 6px'>Against the reference</h3>" + body
                 + "<h3 style='font-size:14px;margin:16px 0 6px'>Against hidden truth</h3>"
                 + _comparison_table(summary_table(runs_truth)))
     return _section("comparison", body,
@@ -470,11 +470,11 @@ def write_report(path: str | Path, result: Mapping[str, Any] | None = None, *, y
 
     Args:
         path: output file (folders are created).
-        result: ``evaluate`` result against the report labels (summary, per-class, groups sections).
+        result: :func:`repgls.metrics.score` result against the reference (summary, per-class, groups sections).
         y_true / scores: [N, K] labels (1 / 0 / NaN) and probabilities behind ``result``, for the ROC curves
             and the reliability diagram (skipped when absent).
         truth / y_truth: ``evaluate`` result and labels [N, K] against hidden truth (phantom world): shown
-            side by side with the report-label values.
+            side by side with the values against the reference.
         cams: a folder of PNGs, or a list of PNG paths, ``(caption, path | RGB array)`` pairs or
             ``{"image", "caption"}`` dicts.
         runs / runs_truth: method name -> list of ``evaluate`` results (one per seed), for the comparison table.

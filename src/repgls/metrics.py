@@ -34,7 +34,8 @@ class Metric:
     Built-in metrics (``fn`` None) are computed by :func:`score` itself, vectorised and bootstrapped with
     every replicate at once. A registered metric gives ``fn(y [N, K], scores [N, K], *, typical, thresholds)
     -> float`` (NaN when undefined); :func:`score` calls it and bootstraps it by resampling rows.
-    ``sides``: which references the bench table shows it against ("truth", "labels").
+    ``sides``: which scorings the bench table shows it against ("truth": hidden truth, "reference": the
+    policy-free reference of :mod:`repgls.evaluation.reference`).
     """
 
     key: str
@@ -73,11 +74,11 @@ def metric_keys() -> tuple[str, ...]:
     return tuple(METRICS)
 
 
-register_metric("mean_auc", "Mean AUC", True, sides=("truth", "labels"))
+register_metric("mean_auc", "Mean AUC", True, sides=("truth", "reference"))
 register_metric("bacc", "bAcc (val. threshold)", True, html="Balanced accuracy (val. threshold)")
 register_metric("bacc_logit0", "bAcc (logit > 0)", True, html="Balanced accuracy (logit &gt; 0)", sides=())
 register_metric("mean_auc_fg", "AUC^FG", True, html="AUC<sup>FG</sup> (typical vs atypical)")
-register_metric("ece", "ECE", False, sides=("truth", "labels"))
+register_metric("ece", "ECE", False, sides=("truth", "reference"))
 register_metric("brier", "Brier", False, html="Brier score", sides=())
 
 
@@ -378,9 +379,29 @@ def _row_calibration_sums(y: np.ndarray, s: np.ndarray, n_bins: int) -> dict[str
     }
 
 
-def _bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Row counts [n_boot, n] of ``n_boot`` resamples of n rows with replacement."""
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+def cluster_index(clusters: Any, n: int) -> np.ndarray | None:
+    """Cluster (patient) number of each of n rows [n] (0..G-1), or None (every row its own cluster)."""
+    if clusters is None:
+        return None
+    c = np.asarray(clusters)
+    if c.shape != (n,):
+        raise ValueError(f"clusters must give one patient per row ([{n}]); got shape {c.shape}")
+    return np.unique(c.astype(str), return_inverse=True)[1]
+
+
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator, clusters: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """Row weights [n_boot, n] of ``n_boot`` resamples with replacement.
+
+    Without ``clusters`` rows are drawn; with ``clusters`` (:func:`cluster_index`, the patient of each row)
+    patients are drawn, G of G with replacement, and every row of a drawn patient counts as often as its patient
+    was drawn: images of one patient are not independent, so they are resampled together.
+    """
+    if clusters is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    g = int(clusters.max()) + 1 if len(clusters) else 0
+    counts = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot).astype(np.float64)
+    return counts[:, clusters]
 
 
 def _replicate_metrics(y: np.ndarray, s: np.ndarray, w: np.ndarray, thresholds: np.ndarray | None,
@@ -423,9 +444,10 @@ def _replicate_metrics(y: np.ndarray, s: np.ndarray, w: np.ndarray, thresholds: 
 
 def bootstrap_ci(y_true: Any, scores: Any, *, thresholds: Any = None, typical: Any = None,
                  groups: dict[str, list[int]] | None = None, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95, n_bins: int = 15, chunk_elems: int = 4_000_000
+                 level: float = 0.95, n_bins: int = 15, chunk_elems: int = 4_000_000, clusters: Any = None
                  ) -> dict[str, np.ndarray]:
-    """Percentile bootstrap intervals, resampling rows (studies) with replacement.
+    """Percentile bootstrap intervals, resampling patients (``clusters`` [N], the patient of each row) or, without
+    them, rows, with replacement (:func:`bootstrap_weights`).
 
     Returns, per metric key of ``_replicate_metrics`` (``auc`` [K], ``mean_auc``, ``bacc``, ...), an array
     [..., 2] of (low, high) percentiles at ``level``, computed over the replicates where the metric is
@@ -441,10 +463,11 @@ def bootstrap_ci(y_true: Any, scores: Any, *, thresholds: Any = None, typical: A
     thr = None if thresholds is None else np.broadcast_to(np.asarray(thresholds, float), y.shape[1:])
     rng = np.random.default_rng(seed)
     n = y.shape[0]
+    groups_idx = cluster_index(clusters, n)
     step = max(1, chunk_elems // max(n, 1))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, n_boot, step):
-        w = _bootstrap_weights(n, min(step, n_boot - start), rng)
+        w = bootstrap_weights(n, min(step, n_boot - start), rng, groups_idx)
         parts.append(_replicate_metrics(y, s, w, thr, t, groups or {}, n_bins))
     alpha = (1.0 - level) / 2.0
     out: dict[str, np.ndarray] = {}
@@ -480,17 +503,18 @@ _BUILTIN_KEYS = ("mean_auc", "bacc", "bacc_logit0", "mean_auc_fg", "ece", "brier
 
 
 def _custom_metrics(summary: dict[str, Any], y: np.ndarray, s: np.ndarray, t: np.ndarray | None,
-                    thr: np.ndarray | None, n_boot: int, seed: int, level: float) -> None:
-    """Add every registered metric with a function (and its row-bootstrap interval) to ``summary``."""
+                    thr: np.ndarray | None, n_boot: int, seed: int, level: float, clusters: Any) -> None:
+    """Add every registered metric with a function (and its bootstrap interval, same resampling as the
+    built-ins: patients when ``clusters`` is given) to ``summary``."""
     for m in METRICS.values():
         if m.fn is None:
             continue
         summary[m.key] = float(m.fn(y, s, typical=t, thresholds=thr))
         if n_boot > 0:
-            rng = np.random.default_rng([seed, 7])
+            w = bootstrap_weights(len(y), n_boot, np.random.default_rng([seed, 7]), cluster_index(clusters, len(y)))
             reps = []
-            for _ in range(n_boot):
-                i = rng.integers(0, len(y), len(y))
+            for wb in w:
+                i = np.repeat(np.arange(len(y)), wb.astype(np.int64))
                 reps.append(float(m.fn(y[i], s[i], typical=None if t is None else t[i], thresholds=thr)))
             a = np.asarray(reps)
             a = a[np.isfinite(a)]
@@ -501,7 +525,8 @@ def _custom_metrics(summary: dict[str, Any], y: np.ndarray, s: np.ndarray, t: np
 
 def score(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = None, typical: Any = None,
              thresholds: Any = None, n_boot: int = 0, seed: int = 0, *, val_y: Any = None,
-             val_scores: Any = None, n_bins: int = 15, level: float = 0.95) -> dict[str, Any]:
+             val_scores: Any = None, n_bins: int = 15, level: float = 0.95, clusters: Any = None
+             ) -> dict[str, Any]:
     """All metrics of one set of predictions, as a JSON-serialisable nested dict.
 
     Args:
@@ -513,6 +538,8 @@ def score(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = None, 
             validation-threshold balanced accuracy is left undefined (null).
         n_boot: bootstrap replicates for confidence intervals (0: none). seed: bootstrap seed.
         n_bins: equal-width bins for ECE. level: confidence level of the intervals.
+        clusters: the patient of each row [N]: bootstrap replicates resample patients, not images (None:
+            every row is its own patient).
     Returns:
         ``{"n", "classes", "settings", "per_class": {class: {...}}, "summary": {...}, "groups": {...}}``;
         undefined values are None with a ``*_reason``; intervals are ``[low, high]`` under ``*_ci``.
@@ -577,7 +604,7 @@ def score(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = None, 
 
     if n_boot > 0:
         ci = bootstrap_ci(y, s, thresholds=thr, typical=t, groups=grp, n_boot=n_boot, seed=seed,
-                          level=level, n_bins=n_bins)
+                          level=level, n_bins=n_bins, clusters=clusters)
         for k, c in enumerate(classes):
             per_class[c]["auc_ci"] = ci["auc"][k]
             per_class[c]["bacc_ci"] = ci["bacc_k"][k]
@@ -589,10 +616,11 @@ def score(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = None, 
             for key in ("auc", "bacc", "bacc_logit0"):
                 group_out[g][f"{key}_ci"] = ci[f"group:{g}:{key}"]
 
-    _custom_metrics(summary, y, s, t, thr, n_boot, seed, level)
+    _custom_metrics(summary, y, s, t, thr, n_boot, seed, level, clusters)
     settings = {"n_bins": n_bins, "ece_binning": "equal-width (b/B, (b+1)/B]", "threshold_source": threshold_source,
                 "bacc_logit0_rule": "score > 0.5 (logit > 0, LTML)", "bacc_rule": "score >= validation threshold",
-                "n_boot": n_boot, "seed": seed, "ci_level": level, "ci_method": "percentile, rows resampled"}
+                "n_boot": n_boot, "seed": seed, "ci_level": level,
+                "ci_method": "percentile, " + ("patients resampled" if clusters is not None else "rows resampled")}
     return _clean({"n": y.shape[0], "classes": classes, "settings": settings, "per_class": per_class,
                    "summary": summary, "groups": group_out})
 

@@ -120,9 +120,9 @@ def _print_table(table: pd.DataFrame, console: Any) -> None:
 
     t = Table(title="Demo: test split, one seed (numbers from this run)")
     cols = [
-        ("auc_labels", "AUC labels"),
+        ("auc_reference", "AUC reference"),
         ("auc_truth", "AUC truth"),
-        ("ece_labels", "ECE labels"),
+        ("ece_reference", "ECE reference"),
         ("ece_truth", "ECE truth"),
         ("auc_fg_truth", "AUC^FG truth"),
         ("bacc_truth", "bAcc truth"),
@@ -189,20 +189,20 @@ def demo(
     pred = pd.read_parquet(Path(main["run"]) / "eval-test" / "predictions.parquet")
     classes = main["classes"]
     scores = pred[[f"prob:{c}" for c in classes]].to_numpy(dtype=float)
-    y_lab = pred[[f"label:{c}" for c in classes]].to_numpy(dtype=float)
+    y_lab = pred[[f"reference:{c}" for c in classes]].to_numpy(dtype=float)
     y_tru = (
         pred[[f"truth:{c}" for c in classes]].to_numpy(dtype=float) if f"truth:{classes[0]}" in pred else None
     )
     report = root / "report.html"
     write_report(
         report,
-        main["report_labels"],
+        main["vs_reference"],
         y_true=y_lab,
         scores=scores,
-        truth=main.get("truth"),
+        truth=main.get("vs_truth"),
         y_truth=y_tru,
-        runs={m: [e[0]["report_labels"]] for m, e in evals.items()},
-        runs_truth={m: [e[0]["truth"]] for m, e in evals.items()} if main.get("truth") else None,
+        runs={m: [e[0]["vs_reference"]] for m, e in evals.items()},
+        runs_truth={m: [e[0]["vs_truth"]] for m, e in evals.items()} if main.get("vs_truth") else None,
         title="repgls demo: GLS vs hard labels on a phantom world",
         subtitle=f"{n} phantom studies · {size}px · {model} · {epochs} epochs · seed {seed} · "
         "details below are the GLS run's",

@@ -105,6 +105,7 @@ def run_method(
         split="test",
         n_boot=bench.n_boot,
         truth=world.truth,
+        reference=world.findings,
         cams=0,
         device=cfg["train"]["device"],
         seed=seed,
@@ -126,11 +127,11 @@ def run_method(
         "metrics": str(run_dir / "eval-test" / "metrics.json"),
         "reused": False,
     }
-    lab, tru = res["report_labels"]["summary"], (res.get("truth") or {}).get("summary", {})
+    ref, tru = res["vs_reference"]["summary"], (res.get("vs_truth") or {}).get("summary", {})
     say(
         log,
         f"[{method.name} seed {seed}] done in {t_train:.0f}s + {t_eval:.0f}s eval: mean AUC "
-        f"labels {_f(lab.get('mean_auc'))}, truth {_f(tru.get('mean_auc'))}",
+        f"reference {_f(ref.get('mean_auc'))}, truth {_f(tru.get('mean_auc'))}",
     )
     atomic_write_text(done_p, json.dumps(rec, indent=2))
     return rec

@@ -58,15 +58,16 @@ def _write_outputs(bench_cfg: BenchConfig, root: Path, table: pd.DataFrame, reco
     with open(files["runs"], "w", encoding="utf-8") as f:
         for rec in records:
             ev = load_eval(rec)
-            row = {**rec, "labels": ev["report_labels"]["summary"], "truth": (ev.get("truth") or {}).get("summary")}
+            row = {**rec, "reference": ev["vs_reference"]["summary"],
+                   "truth": (ev.get("vs_truth") or {}).get("summary")}
             f.write(json.dumps(row, default=str) + "\n")
     if report:
         from repgls.html_report import write_report
 
         files["report"] = root / "report.html"
-        have_truth = all(e.get("truth") for v in evals.values() for e in v)
-        write_report(files["report"], runs={m: [e["report_labels"] for e in v] for m, v in evals.items()},
-                     runs_truth={m: [e["truth"] for e in v] for m, v in evals.items()} if have_truth else None,
+        have_truth = all(e.get("vs_truth") for v in evals.values() for e in v)
+        write_report(files["report"], runs={m: [e["vs_reference"] for e in v] for m, v in evals.items()},
+                     runs_truth={m: [e["vs_truth"] for e in v] for m, v in evals.items()} if have_truth else None,
                      title=f"repgls bench: {bench_cfg.name}",
                      subtitle=f"{w.n} phantom studies · {w.size}px · {w.vocab} · seeds {bench_cfg.seeds} · test split")
     return files

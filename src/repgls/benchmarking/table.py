@@ -1,7 +1,9 @@
 """The bench table: method x metric, mean and sample std over seeds, as a DataFrame and as Markdown.
 
 Columns come from the metric registry (:func:`repgls.metrics.list_metrics`, each metric on the sides it
-names: ``truth`` = hidden truth, ``labels`` = report labels) plus the head / medium / tail AUC against truth.
+names: ``truth`` = hidden truth, ``reference`` = the policy-free reference from the reports) plus the head /
+medium / tail AUC against truth. Runs are put in one table only when they were scored on identical labels
+(:func:`check_same_reference`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["bench_table", "table_columns", "table_markdown"]
+__all__ = ["bench_table", "check_same_reference", "table_columns", "table_markdown"]
 
 GROUPS = ("head", "medium", "tail")
 
@@ -24,7 +26,7 @@ def _short(key: str) -> str:
 
 
 def table_columns() -> list[tuple[str, str, str, bool]]:
-    """(column, side, summary key, higher is better) of the bench table; side = "truth" | "labels"."""
+    """(column, side, summary key, higher is better) of the bench table; side = "truth" | "reference"."""
     from repgls.metrics import list_metrics
 
     cols: list[tuple[str, str, str, bool]] = []
@@ -35,6 +37,21 @@ def table_columns() -> list[tuple[str, str, str, bool]]:
     return cols
 
 
+def check_same_reference(evals: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Refuse to compare runs scored on different labels: every evaluation must carry the same
+    ``reference_sha256`` (and the same ``truth_sha256``), i.e. the same images and the same label arrays."""
+    for key in ("reference_sha256", "truth_sha256"):
+        seen: dict[Any, list[str]] = {}
+        for method, runs in evals.items():
+            for i, e in enumerate(runs):
+                seen.setdefault(e.get(key), []).append(f"{method}[{i}]")
+        if len(seen) > 1:
+            groups = "; ".join(f"{str(h)[:12]}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}"
+                               for h, v in seen.items())
+            raise ValueError(f"these runs were scored on different references ({key}), so they cannot share a "
+                             f"table: {groups}. Evaluate them with the same --reference on the same split")
+
+
 def bench_table(evals: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
     """Method x metric table: ``<col>_mean`` / ``<col>_std`` (sample std over seeds) for :func:`table_columns`.
 
@@ -42,13 +59,14 @@ def bench_table(evals: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFram
     """
     from repgls.metrics import summary_table
 
-    labels = summary_table({m: [e["report_labels"] for e in v] for m, v in evals.items()})
-    have_truth = all(e.get("truth") for v in evals.values() for e in v)
-    truth = summary_table({m: [e["truth"] for e in v] for m, v in evals.items()}) if have_truth else None
-    out = pd.DataFrame(index=labels.index)
-    out["n_seeds"] = labels["n_runs"].astype(int)
+    check_same_reference(evals)
+    ref = summary_table({m: [e["vs_reference"] for e in v] for m, v in evals.items()})
+    have_truth = all(e.get("vs_truth") for v in evals.values() for e in v)
+    truth = summary_table({m: [e["vs_truth"] for e in v] for m, v in evals.items()}) if have_truth else None
+    out = pd.DataFrame(index=ref.index)
+    out["n_seeds"] = ref["n_runs"].astype(int)
     for col, side, key, _ in table_columns():
-        src = labels if side == "labels" else truth
+        src = ref if side == "reference" else truth
         for stat in ("mean", "std"):
             name = f"{key}_{stat}"
             out[f"{col}_{stat}"] = src[name] if src is not None and name in src else math.nan

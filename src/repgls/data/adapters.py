@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -494,12 +494,28 @@ def _norm_id(s: str) -> str:
     return core.lstrip("0") or "0" if core.isdigit() else s
 
 
-def align_labels(study_ids: Iterable[str], labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
-    """Join per-study labels onto image rows -> (y, r, mask) float32 [N, K] and the class names.
+class AlignedLabels(NamedTuple):
+    """Labels joined onto image rows: float32 [N, K] arrays and the class names.
 
-    ``labels``: a labels.parquet path or any object with ``study_ids``, ``classes``, ``y``, ``r``. mask is 1
-    where y is a number (NaN = ignore) and the study has labels; y and r are 0 where mask is 0. Ids match
-    exactly, or, when fewer than half of the images match exactly, by a loose key (``s123`` == ``123``).
+    ``y`` label (0 where unsupervised), ``r`` GLS rate, ``mask`` 1 = supervised, ``mentioned`` 1 = the report
+    mentions the finding (certainty known; what LU-ViT's rate head is trained on), ``classes`` [K].
+    """
+
+    y: np.ndarray
+    r: np.ndarray
+    mask: np.ndarray
+    mentioned: np.ndarray
+    classes: tuple
+
+
+def align_labels(study_ids: Iterable[str], labels: Any) -> AlignedLabels:
+    """Join per-study labels onto image rows.
+
+    ``labels``: a labels.parquet path or any object with ``study_ids``, ``classes``, ``y``, ``r`` (and ``p``,
+    the certainty, NaN when not mentioned). mask is 1 where y is a number (NaN = ignore) and the study has
+    labels; y and r are 0 where mask is 0; ``mentioned`` is 1 where the certainty is known (all supervised
+    entries when the table has no ``p``). Ids match exactly, or, when fewer than half of the images match
+    exactly, by a loose key (``s123`` == ``123``).
     """
     if isinstance(labels, (str, Path)):
         from repgls.rating.labels import read_labels
@@ -510,6 +526,7 @@ def align_labels(study_ids: Iterable[str], labels: Any) -> tuple[np.ndarray, np.
     y_all = np.asarray(labels.y, dtype=np.float32)
     r_all = np.asarray(labels.r, dtype=np.float32) if getattr(labels, "r", None) is not None \
         else np.zeros_like(y_all)
+    p_all = getattr(labels, "p", None)
     pos = {s: i for i, s in enumerate(lab_ids)}
     idx = np.array([pos.get(s, -1) for s in sids], dtype=np.int64)
     if len(sids) and (idx >= 0).mean() < 0.5:
@@ -520,27 +537,37 @@ def align_labels(study_ids: Iterable[str], labels: Any) -> tuple[np.ndarray, np.
     k = y_all.shape[1]
     y = np.zeros((len(sids), k), dtype=np.float32)
     r = np.zeros((len(sids), k), dtype=np.float32)
+    known = np.zeros((len(sids), k), dtype=bool)
     hit = idx >= 0
     y[hit] = y_all[idx[hit]]
     r[hit] = r_all[idx[hit]]
     mask = (~np.isnan(y)) & hit[:, None]
+    if p_all is not None:
+        known[hit] = np.isfinite(np.asarray(p_all, dtype=np.float32)[idx[hit]])
+    else:
+        known = mask.copy()
     y = np.where(mask, y, 0.0).astype(np.float32)
     r = np.where(mask, np.nan_to_num(r, nan=0.0), 0.0).astype(np.float32)
-    return y, r, mask.astype(np.float32), tuple(labels.classes)
+    return AlignedLabels(y, r, mask.astype(np.float32), (known & mask).astype(np.float32), tuple(labels.classes))
 
 
-def official_labels(index: pd.DataFrame, uncertain: str = "ignore") -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                                 tuple]:
-    """Official ``label:C`` columns of an index -> (y, r, mask) [N, K] + classes.
+def official_labels(index: pd.DataFrame, uncertain: str = "ignore", blank: str = "negative") -> AlignedLabels:
+    """Official ``label:C`` columns of an index (1 / 0 / -1 uncertain / blank = not mentioned) as labels.
 
     Uncertain (-1) per ``uncertain``: "ignore" (mask 0, U-Ignore), "zeros" (U-Zeros), "ones" (U-Ones).
-    Blank (NaN) = not mentioned = 0 (CheXpert convention). r is 0 (no smoothing).
+    Blank (NaN) per ``blank``: "negative" (0, the CheXpert convention) or "ignore" (mask 0, as PU-RM does).
+    r is 0 (no smoothing); ``mentioned`` is 1 where the label is not blank.
     """
     cols = [c for c in index.columns if c.startswith(LABEL_PREFIX)]
     if not cols:
         raise ValueError("the index has no official label columns (label:<Class>)")
+    if blank not in ("negative", "ignore"):
+        raise ValueError(f"blank must be negative or ignore, got {blank!r}")
     y = np.array(index[cols].to_numpy(dtype=np.float32), copy=True)
+    mentioned = np.isfinite(y)
     mask = np.ones_like(y)
+    if blank == "ignore":
+        mask[~mentioned] = 0.0
     unc = y == -1
     if uncertain == "ignore":
         mask[unc] = 0.0
@@ -550,4 +577,17 @@ def official_labels(index: pd.DataFrame, uncertain: str = "ignore") -> tuple[np.
     else:
         raise ValueError(f"uncertain must be ignore, zeros or ones, got {uncertain!r}")
     y = np.nan_to_num(y, nan=0.0)
-    return y, np.zeros_like(y), mask, tuple(c[len(LABEL_PREFIX):] for c in cols)
+    return AlignedLabels(y, np.zeros_like(y), mask, mentioned.astype(np.float32),
+                         tuple(c[len(LABEL_PREFIX):] for c in cols))
+
+
+def select_classes(labels: AlignedLabels, classes: Sequence[str] | None) -> AlignedLabels:
+    """Keep only ``classes`` (in that order) of aligned labels; None keeps all. Unknown names are an error."""
+    if classes is None:
+        return labels
+    missing = [c for c in classes if c not in labels.classes]
+    if missing:
+        raise ValueError(f"class(es) {missing} not in the labels (they have {', '.join(labels.classes)})")
+    idx = [labels.classes.index(c) for c in classes]
+    return AlignedLabels(labels.y[:, idx], labels.r[:, idx], labels.mask[:, idx], labels.mentioned[:, idx],
+                         tuple(classes))

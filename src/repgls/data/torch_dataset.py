@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from repgls.data.adapters import align_labels, official_labels
+from repgls.data.adapters import align_labels, official_labels, select_classes
 from repgls.data.cache import DONE, IMAGES, INDEX, read_meta, read_status
 from repgls.data.images import NORM_MEAN, NORM_STD, normalize
 
@@ -163,6 +163,9 @@ class CachedImageDataset(Dataset):
         augment: apply :class:`XrayAugment` (random crop, small affine, brightness / contrast).
         crop_size: output size (default: the cache size).
         seed: augmentation seed; ``set_epoch`` changes the draw per epoch.
+        uncertain / blank: official labels only: uncertain (-1) as ignore / zeros / ones; blank (not
+            mentioned) as negative (CheXpert) or ignore (PU-RM).
+        classes: keep only these label columns, in this order (e.g. one finding, as PU-RM trains); None = all.
         views: keep only these canonical views (e.g. ["PA", "AP"]); None keeps all.
         scale: normalisation scale (1 -> [-1, 1], 1024 -> torchxrayvision range).
     Rows whose image failed or is still pending in the cache are left out.
@@ -179,7 +182,8 @@ class CachedImageDataset(Dataset):
 
     def __init__(self, cache_dir: str | Path, labels: Any = None, split: str | Iterable[str] | None = None,
                  augment: bool = False, crop_size: int | None = None, seed: int = 0,
-                 views: Iterable[str] | None = None, uncertain: str = "ignore", scale: float = 1.0) -> None:
+                 views: Iterable[str] | None = None, uncertain: str = "ignore", scale: float = 1.0,
+                 blank: str = "negative", classes: Sequence[str] | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.meta = read_meta(self.cache_dir)
         self.size = int(self.meta["size"])
@@ -195,12 +199,12 @@ class CachedImageDataset(Dataset):
         self.rows = self.index["row"].to_numpy(dtype=np.int64)
         if labels is None:
             n = len(self.index)
-            self.y = self.r = self.mask = np.zeros((n, 0), dtype=np.float32)
+            self.y = self.r = self.mask = self.mentioned = np.zeros((n, 0), dtype=np.float32)
             self.classes: tuple = ()
-        elif isinstance(labels, str) and labels == "official":
-            self.y, self.r, self.mask, self.classes = official_labels(self.index, uncertain)
         else:
-            self.y, self.r, self.mask, self.classes = align_labels(self.index["study_id"].astype(str), labels)
+            aligned = (official_labels(self.index, uncertain, blank) if isinstance(labels, str) and labels == "official"
+                       else align_labels(self.index["study_id"].astype(str), labels))
+            self.y, self.r, self.mask, self.mentioned, self.classes = select_classes(aligned, classes)
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0
@@ -274,7 +278,7 @@ class CachedImageDataset(Dataset):
 
     def get_batch(self, indices: Sequence[int]) -> dict[str, Any]:
         """Items ``indices`` already collated: ``image`` float32 [B, 1, C, C], ``y`` / ``r`` / ``mask``
-        float32 [B, K], ``index`` int64 [B] -- equal to ``default_collate([ds[i] for i in indices])``, but
+        float32 [B, K], ``mentioned`` float32 [B, K] (1 = the report mentions the finding), ``index`` int64 [B] -- equal to ``default_collate([ds[i] for i in indices])``, but
         one sorted memmap read, one uint8 -> float conversion and one batched warp for the whole batch
         (item ``i`` still gets its own augmentation draw, seeded from (seed, epoch, i)).
 
@@ -299,6 +303,7 @@ class CachedImageDataset(Dataset):
             "y": torch.from_numpy(self.y[ii]),
             "r": torch.from_numpy(self.r[ii]),
             "mask": torch.from_numpy(self.mask[ii]),
+            "mentioned": torch.from_numpy(self.mentioned[ii]),
             "index": torch.from_numpy(ii),
         }
 
@@ -306,9 +311,10 @@ class CachedImageDataset(Dataset):
         """Batched fetch used by ``torch.utils.data.DataLoader`` (auto-collation): the items of
         :meth:`get_batch`, as a list of per-item dicts (views of the batch tensors)."""
         b = self.get_batch(indices)
-        return [{"image": im, "y": y, "r": r, "mask": m, "index": i}
-                for im, y, r, m, i in zip(b["image"].unbind(0), b["y"].unbind(0), b["r"].unbind(0),
-                                          b["mask"].unbind(0), b["index"].tolist(), strict=True)]
+        keys = ("image", "y", "r", "mask", "mentioned")
+        return [{**dict(zip(keys, row, strict=True)), "index": i}
+                for row, i in zip(zip(*(b[k].unbind(0) for k in keys), strict=True), b["index"].tolist(),
+                                  strict=True)]
 
     def __getitem__(self, i: Any) -> dict[str, Any]:
         if isinstance(i, (list, tuple, np.ndarray, torch.Tensor)) and np.ndim(i) == 1:

@@ -189,20 +189,11 @@ def forward_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: t
 
 
 def predict_dataset(lr: LoadedRun, ds: Any, batch_size: int) -> dict[str, np.ndarray]:
-    """Predict a CachedImageDataset in order; also returns its labels ``y`` (NaN where unsupervised)."""
+    """Predict a CachedImageDataset in order: ``prob`` [N, K] (and ``rate`` [N, K] for LU-ViT)."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
-    ys: list[np.ndarray] = []
-
-    def images() -> Iterable[torch.Tensor]:
-        for b in loader:
-            ys.append(np.where(b["mask"].numpy() > 0, b["y"].numpy(), np.nan))
-            yield b["image"]
-
-    out = forward_batches(lr.model, images(), lr.device)
-    k = len(lr.classes)
-    out["y"] = np.concatenate(ys).astype(np.float64) if ys else np.zeros((0, k))
+    out = forward_batches(lr.model, (b["image"] for b in loader), lr.device)
     if out["prob"].size == 0:
-        out["prob"] = np.zeros((0, k))
+        out["prob"] = np.zeros((0, len(lr.classes)))
     return out

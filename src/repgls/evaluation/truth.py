@@ -1,8 +1,8 @@
 """Hidden truth (phantom world) and typicality (PU-RM's typical vs atypical positives) for scoring a run.
 
 ``truth_matrix`` reads a phantom ``truth.parquet`` into per-image labels and typicality; ``find_truth``
-locates the truth table of the world an image cache was prepared from; ``findings_typical`` reads the report
-wording's typicality from a findings table when there is no truth.
+locates the truth table of the world an image cache was prepared from. ``TYPICALITY_RULE`` says how
+typicality is read from the truth's latents or from the findings' wording.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from repgls.evaluation.run import LoadedRun
 
-__all__ = ["TYPICALITY_RULE", "find_truth", "findings_typical", "truth_matrix"]
+__all__ = ["TYPICALITY_RULE", "find_truth", "truth_matrix"]
 
 #: Severity levels (truth.parquet ``severity_level``) and prior states that make a positive atypical.
 ATYPICAL_LEVELS = ("trace", "mild")
@@ -96,24 +96,3 @@ def truth_matrix(truth: pd.DataFrame | str | os.PathLike, image_ids: Sequence[st
     typical = np.full((n, k), np.nan)
     typical[ri[present], ci[present]] = np.where(atyp[present], 0.0, 1.0)
     return y, typical
-
-
-def findings_typical(findings: Path, study_ids: Sequence[str], classes: Sequence[str]) -> np.ndarray:
-    """typical [N, K] from a findings table's ``typicality`` column (report wording), NaN where not given."""
-    from repgls.rating import read_findings
-
-    df = read_findings(findings)
-    n, k = len(study_ids), len(classes)
-    out = np.full((n, k), np.nan)
-    if "typicality" not in df.columns:
-        return out
-    col = {c: j for j, c in enumerate(classes)}
-    val = {(str(s), str(f)): (1.0 if t == "typical" else 0.0)
-           for s, f, t in zip(df["study_id"], df["finding"], df["typicality"], strict=True)
-           if t in ("typical", "atypical") and f in col}
-    for i, s in enumerate(map(str, study_ids)):
-        for c, j in col.items():
-            v = val.get((s, c))
-            if v is not None:
-                out[i, j] = v
-    return out

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from repgls.config import Config, ConfigError
 from repgls.training.distributed import DistContext, sample_seed
 
-__all__ = ["Loaders", "build_datasets", "build_loaders", "check_data_source", "dataset_ids", "label_arrays"]
+__all__ = ["Loaders", "build_datasets", "build_loaders", "check_data_source", "check_label_policy",
+           "dataset_ids", "label_arrays", "labels_policy"]
 
 
 class _SeededDataset(Dataset):
@@ -192,6 +193,32 @@ def check_data_source(cfg: Config) -> None:
         )
 
 
+def labels_policy(cfg: Config) -> str | None:
+    """The label policy the training labels were built with (labels.parquet metadata, or the official
+    labels' uncertain mapping: ignore -> u-ignore, zeros -> u-zeros, ones -> u-ones); None when unknown."""
+    d = cfg.data
+    if d.labels == "official":
+        return f"u-{d.official_uncertain}"
+    if d.labels and Path(d.labels).is_file():
+        from repgls.rating import read_labels
+
+        return read_labels(d.labels).meta.get("policy")
+    return None
+
+
+def check_label_policy(cfg: Config, loss: Any) -> None:
+    """A loss tagged with a label policy (``u-ones``, ``pu-rm`` = PCE on U-Ones labels...) must get labels built
+    with that policy; anything else trains a different method under the loss's name."""
+    base = getattr(loss, "base", loss)
+    want = getattr(loss, "label_policy", None) or getattr(base, "label_policy", None)
+    have = labels_policy(cfg)
+    if want and have and want != have:
+        how = ("data.official_uncertain=" + want.removeprefix("u-") if cfg.data.labels == "official"
+               else f"`repgls rates --policy {want}`")
+        raise ConfigError(f"config key 'loss.name': {cfg.loss.name!r} trains on labels built with policy {want!r}, "
+                          f"but data.labels {cfg.data.labels!r} has policy {have!r}; build them with {how}")
+
+
 def build_datasets(cfg: Config, seed: int) -> tuple[Dataset, Dataset, tuple[str, ...]]:
     """Train / val datasets from the image cache and labels.parquet (the config's data section, already checked
     by ``check_data_source`` before the run folder was written)."""
@@ -206,10 +233,12 @@ def build_datasets(cfg: Config, seed: int) -> tuple[Dataset, Dataset, tuple[str,
             raise ConfigError(
                 f"config key 'data.vocab': {d.vocab!r} but {d.labels} uses {labels.meta.get('vocab')!r}"
             )
-    train_ds = CachedImageDataset(
-        d.cache_dir, labels=labels, split=d.train_split, augment=d.augment, seed=seed
-    )
-    val_ds = CachedImageDataset(d.cache_dir, labels=labels, split=d.val_split, augment=False)
+    kw = dict(labels=labels, uncertain=d.official_uncertain, blank=d.official_blank, classes=d.classes)
+    try:
+        train_ds = CachedImageDataset(d.cache_dir, split=d.train_split, augment=d.augment, seed=seed, **kw)
+        val_ds = CachedImageDataset(d.cache_dir, split=d.val_split, augment=False, **kw)
+    except ValueError as e:
+        raise ConfigError(f"config key 'data.classes': {e}") from None
     for name, ds in (("data.train_split", train_ds), ("data.val_split", val_ds)):
         if len(ds) == 0:
             raise ConfigError(

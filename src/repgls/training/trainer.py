@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from repgls.config import Config, ConfigError, resolve_config
 from repgls.progress import progress_bar, stderr_console
 from repgls.training.checkpoint import recover, save_checkpoint
-from repgls.training.data import build_datasets, build_loaders, check_data_source
+from repgls.training.data import build_datasets, build_loaders, check_data_source, check_label_policy
 from repgls.training.distributed import DistContext, rng_state, seed_all, set_rng_state, setup_distributed
 from repgls.training.logs import MetricsLog
 from repgls.training.optim import make_optimizer, make_scheduler
@@ -129,6 +129,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.loss_fn = create_loss(cfg.loss.name, class_counts=self.loaders.class_counts,
                                    num_samples=self.loaders.num_train, **cfg.loss.kwargs)
+        check_label_policy(cfg, self.loss_fn)
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.to(self.device)
         self.ema = None
@@ -293,7 +294,7 @@ class Trainer:
         """Train from the current position to the end of the epoch (or max_steps); True when max_steps is hit."""
         tc, accum, ld = self.cfg.train, self.cfg.optim.grad_accum, self.loaders
         if hasattr(self.loss_fn, "set_epoch"):
-            self.loss_fn.set_epoch(self.epoch)
+            self.loss_fn.set_epoch(self.epoch, tc.epochs)
         ld.batch_sampler.set_epoch(self.epoch, self.batch_in_epoch)
         bar.reset(f"epoch {self.epoch + 1}/{tc.epochs}", ld.steps_per_epoch, self.batch_in_epoch // accum)
         self.fwd.train()
