@@ -424,6 +424,9 @@ class Scope:
             for a, b in self._runs(links, coordinated=True):
                 if a < i <= b:
                     j = a
+        # phrases of one noun phrase with nothing between them ("plate-like" + "atelectasis")
+        while j > 0 and not low[sm[j - 1][1]:sm[j][0]].strip(" -\t"):
+            j -= 1
         return frozenset(sm[x][0] for x in range(j, i + 1))
 
     def share(self, low: str, sm: list, links: list[Link | None], spans: list[list[Mention]]) -> None:
