@@ -389,7 +389,20 @@ def test_adverbs_of_an_adjective_are_not_shared(vocab: str) -> None:
      "resolved"),
     ("Consolidation and pulmonary venous engorgement have resolved.", "Consolidation", "change", "resolved"),
     ("Small right and large left pleural effusions.", "Effusion", "severity", "severe"),
+    ("Interval decrease in size of small left apical pneumothorax.", "Pneumothorax", "change", "improved"),
+    ("Interval increase in the size of the right pleural effusion.", "Effusion", "change", "worsened"),
 ])
+
+
+@pytest.mark.parametrize("vocab", VOCABS)
+@pytest.mark.parametrize("text", [
+    "Interval increase in heart size.",
+    "Interval increase in the size of the cardiac silhouette.",
+    "There has been interval increase in size of the cardiac silhouette.",
+])
+def test_change_phrases_that_qualify_an_attribute(vocab: str, text: str) -> None:
+    f = by_finding(text, vocab)["Cardiomegaly"]
+    assert (f["status"], f["change"]) == ("positive", "worsened"), f
 def test_modifiers_inside_one_noun_phrase(vocab: str, text: str, cls: str, field: str, value: str) -> None:
     assert by_finding(text, vocab)[name(cls, vocab)][field] == value
 
