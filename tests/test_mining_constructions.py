@@ -393,6 +393,9 @@ def test_adverbs_of_an_adjective_are_not_shared(vocab: str) -> None:
     ("Interval increase in the size of the right pleural effusion.", "Effusion", "change", "worsened"),
 ])
 
+def test_modifiers_inside_one_noun_phrase(vocab: str, text: str, cls: str, field: str, value: str) -> None:
+    assert by_finding(text, vocab)[name(cls, vocab)][field] == value
+
 
 @pytest.mark.parametrize("vocab", VOCABS)
 @pytest.mark.parametrize("text", [
@@ -403,8 +406,6 @@ def test_adverbs_of_an_adjective_are_not_shared(vocab: str) -> None:
 def test_change_phrases_that_qualify_an_attribute(vocab: str, text: str) -> None:
     f = by_finding(text, vocab)["Cardiomegaly"]
     assert (f["status"], f["change"]) == ("positive", "worsened"), f
-def test_modifiers_inside_one_noun_phrase(vocab: str, text: str, cls: str, field: str, value: str) -> None:
-    assert by_finding(text, vocab)[name(cls, vocab)][field] == value
 
 
 # ----------------------------------------------------------------------------- docs/cues.md
