@@ -479,10 +479,13 @@ class RuleMiner:
                     if val in self.cues.template_negative:
                         neg_end, neg_cue = label_at[ss], val
                 links = self.scope.links(low, sm, cues, cue_starts) if len(sm) > 1 else None
+                if links is not None and all(lk is None for lk in links):
+                    links = None
                 special = self._special
                 if special and any(id(x[3]) in special for x in cues):
                     cues = self.scope.sentence_cues(low, sm, cues, links, se)
-                alts = self.scope.differentials(low, sm, links, ss, se) if links else None
+                alts = (self.scope.differentials(low, sm, links, ss, se)
+                        if links and any(lk is not None and lk.alt for lk in links) else None)
                 if alts and any(r[0] == REF for x in cues for r in x[3]):
                     self.scope.favour_references(sm, cues, alts)
                 spans: list[list[Mention]] = []
