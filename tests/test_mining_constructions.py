@@ -207,6 +207,20 @@ def test_differential_members_are_less_certain_than_one_modal_hedge(vocab: str, 
 
 
 @pytest.mark.parametrize("vocab", VOCABS)
+@pytest.mark.parametrize("text", [
+    "It is difficult to distinguish between atelectasis and pneumonia.",
+    "Atelectasis cannot be differentiated from pneumonia.",
+    "Difficult to distinguish atelectasis from pneumonia at the left base.",
+    "Atelectasis is indistinguishable from pneumonia on this radiograph.",
+])
+def test_distinguish_frames_are_differentials(vocab: str, text: str) -> None:
+    f = by_finding(text, vocab)
+    for cls in ("Atelectasis", "Pneumonia"):
+        assert f[cls]["status"] == "uncertain"
+        assert f[cls]["certainty"] < p_of(f"This could be {cls.lower()}.", cls, vocab), f[cls]
+
+
+@pytest.mark.parametrize("vocab", VOCABS)
 def test_n_way_differential_spreads_further(vocab: str) -> None:
     two = p_of("Atelectasis or pneumonia.", "Pneumonia", vocab)
     three = p_of("Atelectasis, aspiration, or pneumonia.", "Pneumonia", vocab)
