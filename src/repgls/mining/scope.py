@@ -94,7 +94,7 @@ class Scope:
         self._alt_trail = re.compile(rf"[\s,]*(?:{conn})[\s,]+[a-z]") if conn else None
 
     def modifier(self, text: str, low: str, cues: list, i_before: int, i_after: int, ms: int, me: int,
-                  role: int, win: int, lo: int, hi: int, has_next: bool) -> tuple | None:
+                 role: int, win: int, lo: int, hi: int, has_next: bool) -> tuple | None:
         """The severity / change word (``role``) of a mention: (role tuple, word as written, its start).
 
         Before the mention: the nearest such word that modifies it (``_premodifies``), after the previous mention
@@ -157,7 +157,7 @@ class Scope:
     def _premodifies(self, text: str, cues: list, j: int, target: int) -> bool:
         """Does the modifier cue ``cues[j]`` stand in the noun phrase of the mention starting at ``target``?
         At most max_words other words between (max_words_after_preposition after "no change in", "increase in"),
-        other modifier words allowed, no verb, no connector or barrier word, no other cue, and a comma only before
+        other modifier words and qualifiers allowed, no auxiliary or copula, no connector or barrier word, no other cue, and a comma only before
         another modifier ("stable, mild cardiomegaly")."""
         c = self.cues
         _cs, ce, g, _roles = cues[j]
@@ -288,7 +288,7 @@ class Scope:
         return out
 
     def differentials(self, low: str, sm: list, links: list[Link | None], ss: int,
-                       se: int) -> dict[int, tuple]:
+                      se: int) -> dict[int, tuple]:
         """Mention index -> (p cap, connector, index of the differential's first member, favour) for the members
         of each differential of a sentence (favour: None; set by ``_favour_references``). A run of
         coordinated mentions is cut at each plain "and"; a part with a differential connector is a differential;
@@ -337,7 +337,7 @@ class Scope:
             alts[x] = (*alts[x][:3], (r[2], g))
 
     def sentence_cues(self, low: str, sm: list, cues: list, links: list[Link | None] | None,
-                       se: int) -> list:
+                      se: int) -> list:
         """Resolve predicative hedges and comparatives of one sentence into plain pre / post roles.
 
         A predicative hedge ("pneumothorax is thought less likely") becomes a post hedge that reaches its subject
