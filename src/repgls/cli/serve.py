@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve /v1/chat/completions with response_format json_schema (xgrammar), one request at a time.
 
-        For real throughput use vLLM (README.md); this one is for CPU, tests and small jobs.
+        For real throughput use vLLM (docs/mining.md); this one is for CPU, tests and small jobs.
         """
         from repgls.mining.server import serve as run
 

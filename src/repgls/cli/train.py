@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train; writes a run folder (config.yaml, checkpoints/, metrics.jsonl, tb/, predictions_val.parquet).
 
-        Multi-GPU: torchrun --nproc_per_node=8 -m repgls.cli train --config CFG (see README.md).
+        Multi-GPU: torchrun --nproc_per_node=8 -m repgls.cli train --config CFG (see docs/training.md).
         """
         from repgls.config import ConfigError, dump_config, load_config
 

@@ -1,4 +1,4 @@
-"""Dataset adapters: each turns a dataset folder into the image index of docs/architecture.md.
+"""Dataset adapters: each turns a dataset folder into the image index of docs/schemas.md.
 
 ``create_dataset(name, root, **kw) -> pandas.DataFrame`` with the columns ``path`` (absolute), ``image_id``,
 ``study_id``, ``patient_id``, ``view`` (PA | AP | LATERAL | UNKNOWN), ``split`` (train | val | test),

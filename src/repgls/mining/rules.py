@@ -16,7 +16,7 @@ clause after it), then shared over a coordinated noun phrase, (6) mentions of on
 uncertain > negative, then the most certain cue), (7) "No Finding" (chexpert14) is added when nothing but ignored
 classes is positive or uncertain and no other abnormality ("blockers") is asserted.
 
-Certainty values and their sources: vocab/cues.yaml and docs/cues.md; merge rules: README.md.
+Certainty values and their sources: vocab/cues.yaml and docs/cues.md; merge rules: docs/mining.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The findings schema: one row per (study, finding) mentioned. Shared by the rule and LLM miners.
 
-Columns (see README "findings.parquet"):
+Columns (see docs/schemas.md "findings.parquet"):
 
 =================  =========  ===================================================================
 column             type       meaning

@@ -1,6 +1,6 @@
 """labels.parquet I/O: one row per study; per class C ``label:C``, ``rate:C``, ``certainty:C`` (float32).
 
-Layout (docs/architecture.md): ``study_id`` then, per class in vocabulary order, ``label:C`` (1, 0 or NaN =
+Layout (docs/schemas.md): ``study_id`` then, per class in vocabulary order, ``label:C`` (1, 0 or NaN =
 ignore), ``rate:C`` (GLS rate r in (-1, 1); 0 when not mentioned), ``certainty:C`` (p; NaN when not
 mentioned). Parquet schema metadata key ``repgls`` holds JSON ``{"vocab", "classes", "policy", "r0",
 "version", ...}``.

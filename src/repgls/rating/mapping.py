@@ -3,7 +3,7 @@
 The per-class binary GLS target is ``t = (1 - r) * y + r / 2`` (Wei et al. 2022 with K = 2 per class;
 ``r > 0`` smooths toward 0.5, ``r < 0`` sharpens beyond {0, 1}).
 
-Policy ``gls`` (default; README.md has the table with worked numbers), for a mention with
+Policy ``gls`` (default; docs/rates.md has the table with worked numbers), for a mention with
 certainty p (the probability the wording conveys that the finding is present):
 
 * p >= 0.5: y = 1, r = 2 (1 - p)           -> t = p exactly

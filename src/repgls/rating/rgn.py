@@ -1,7 +1,7 @@
 """Rate Generation Network (RGN): report wording -> per-class GLS rate in (-1, 1).
 
 Our reading of the Rep-GLS abstract (the paper's architecture is not public; see
-README.md): the RGN regresses the rates that the lexicon / LLM mined, so that it carries them
+docs/rates.md): the RGN regresses the rates that the lexicon / LLM mined, so that it carries them
 to wording the lexicon does not contain. Design choices, all ours:
 
 * Unit = one mention: a (study, class) row of the findings table and the sentence it was found in. The

@@ -192,7 +192,7 @@ def make_phantom(out: str | os.PathLike, n: int = 5000, size: int = 256, vocab: 
                  miss_rate: float | None = None, overcall_rate: float | None = None,
                  config: str | os.PathLike | None = None, compress_level: int = 1,
                  progress: Any = None, hedge_calibration: str | None = None) -> Path:
-    """Write a phantom world folder (see docs/architecture.md "Phantom world folder").
+    """Write a phantom world folder (see docs/schemas.md "Phantom world folder").
 
     Files: ``images/<image_id>.png``, ``index.csv``, ``reports.csv``, ``truth.parquet``, ``split.csv``,
     ``meta.json``. Same arguments -> byte-identical files, whatever ``workers`` is.
