@@ -73,6 +73,14 @@ def test_missing_third_party_package_is_skip_anything_else_fail(tmp_path):
         gc.raise_for_output("train", 1, "step 3\nRuntimeError: CUDA error: out of memory\n", log)
 
 
+def test_dry_plan_is_tiny_and_options_override():
+    plan = gc.Plan.make(True, gc.parse_args(["--dry-run", "--steps", "4", "--budget", "99"]))
+    assert (plan.size, plan.steps, plan.budget, plan.world_n) == (64, 4, 99, 300)
+    real = gc.Plan.make(False, gc.parse_args([]))
+    assert real.size == 224 and real.models == ("lu_vit_small", "densenet121") and real.budget == 470
+    assert 2 <= real.workers <= 10
+
+
 def test_table_keeps_markdown_columns():
     rows = [gc.Row("ddp", gc.PASS, "max |dw| 1e-7", "a|b", 3.2), gc.Row("compile", gc.SKIP, "", "needs CUDA")]
     lines = gc.table_text(rows).splitlines()
@@ -91,7 +99,7 @@ def test_dry_run_every_step_named_equality_checks_pass(tmp_path):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     doc = json.loads(js.read_text())
     rows = {r["step"]: r for r in doc["steps"]}
-    expected = ["env", "world", "train lu_vit_tiny_test bf16", "train lu_vit_tiny_test fp32",
+    expected = ["env", "world", "loader", "train lu_vit_tiny_test bf16", "train lu_vit_tiny_test fp32",
                 "train densenet_tiny_test bf16", "train densenet_tiny_test fp32", "resume", "nccl", "ddp",
                 "compile", "llm_mine"]
     assert list(rows) == expected
@@ -104,10 +112,11 @@ def test_dry_run_every_step_named_equality_checks_pass(tmp_path):
     assert rows["resume"]["status"] == "PASS" and rows["resume"]["data"]["at_kill"]["batch_in_epoch"] > 0
     assert rows["resume"]["data"]["resume_vs_ref"]["same_keys"]
     assert rows["ddp"]["status"] == "PASS" and rows["ddp"]["data"]["weights"]["max_abs"] < 1e-4
-    for name in ("env", "world", "train lu_vit_tiny_test fp32", "train densenet_tiny_test fp32"):
+    for name in ("env", "world", "loader", "train lu_vit_tiny_test fp32", "train densenet_tiny_test fp32"):
         assert rows[name]["status"] == "PASS", rows[name]
     assert rows["train lu_vit_tiny_test fp32"]["data"]["trainer_img_per_s"] > 0
     assert rows["train lu_vit_tiny_test fp32"]["data"]["timm_img_per_s"] > 0
+    assert rows["loader"]["data"]["img_per_s"] > 0 and rows["loader"]["data"]["images"] == 5 * 8
     llm = rows["llm_mine"]
     assert llm["status"] == "PASS" or (llm["status"] == "SKIP" and "missing package" in llm["note"])
 
