@@ -168,7 +168,9 @@ def test_bootstrap_replicate_equals_metrics_of_resampled_rows():
     thr = M.choose_thresholds(y, s)
     rng = np.random.default_rng(0)
     w = M.bootstrap_weights(len(y), 3, rng)
-    reps = M._replicate_metrics(y, s, w, thr, typ, {"head": [0, 1]}, 15)
+    from repgls.metrics.bootstrap import _replicate_metrics
+
+    reps = _replicate_metrics(y, s, w, thr, typ, {"head": [0, 1]}, 15)
     for b in range(3):
         rows = np.repeat(np.arange(len(y)), w[b].astype(int))
         ref = M.score(y[rows], s[rows], list("abcd"), groups={"head": ["a", "b"]}, typical=typ[rows],

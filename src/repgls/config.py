@@ -31,6 +31,7 @@ class DataConfig:
     """Where the images and labels are and how batches are formed."""
 
     cache_dir: str = ""  # image cache written by ``repgls prepare`` (images.u8, index.parquet, meta.json)
+    features: str = ""  # a features folder of that cache (repgls.evaluation.features): train a probe on them
     labels: str = ""  # labels.parquet written by ``repgls rates``
     train_split: str = "train"
     val_split: str = "val"

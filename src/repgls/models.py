@@ -31,8 +31,10 @@ __all__ = [
     "LUViT",
     "ModelFamily",
     "ModelSpec",
+    "Probe",
     "TimmClassifier",
     "create_model",
+    "embed",
     "gradcam_target_layers",
     "list_models",
     "load_weights",
@@ -148,6 +150,52 @@ def register_model(name: str, timm_name: str | None = None, *, builder: Callable
     spec = ModelSpec(timm_name, lu, dict(overrides or {}), test_img_size, doc, builder)
     MODELS[name] = spec
     return spec
+
+
+class Probe(nn.Module):
+    """A head over cached backbone features [B, D] (:mod:`repgls.data.features`): linear (``hidden=0``) or one
+    hidden layer; with ``rate=True`` also LU-ViT's rate head (``forward_all`` returns ``rate`` [B, K])."""
+
+    def __init__(self, num_classes: int, in_features: int, rate: bool = False, hidden: int = 0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_classes, self.in_features = int(num_classes), int(in_features)
+        self.body: nn.Module = nn.Identity() if hidden <= 0 else nn.Sequential(
+            nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout))
+        width = hidden if hidden > 0 else in_features
+        self.norm = nn.LayerNorm(in_features)
+        self.head = nn.Linear(width, num_classes)
+        self.rate_head = nn.Linear(width, num_classes) if rate else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, D] -> logits [B, K]."""
+        return self.head(self.body(self.norm(x)))
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.body(self.norm(x))
+        out = {"logits": self.head(f)}
+        if self.rate_head is not None:
+            out["rate"] = torch.tanh(self.rate_head(f))
+        return out
+
+
+def _probe_builder(rate: bool) -> Callable[..., nn.Module]:
+    def build(num_classes: int, in_chans: int = 1, img_size: int | None = None, in_features: int | None = None,
+              **kw: Any) -> nn.Module:
+        dim = in_features or img_size  # a features dataset's items are [D]: the trainer passes D as img_size
+        if not dim:
+            raise ValueError("a probe needs in_features (the feature dimension D)")
+        return Probe(num_classes, int(dim), rate=rate, **kw)
+
+    return build
+
+
+def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The pooled backbone feature [B, D] of a classifier from :func:`create_model` (what its head sees)."""
+    bb = getattr(model, "backbone", model)
+    if isinstance(model, LUViT):
+        return bb(x)  # built with num_classes=0: the pooled feature
+    return bb.forward_head(bb.forward_features(x), pre_logits=True)
 
 
 def list_models() -> list[str]:
@@ -405,3 +453,9 @@ def gradcam_target_layers(
             return fam.gradcam(bb)
     raise TypeError(f"no Grad-CAM target known for {type(bb).__name__}; register its family with "
                     "repgls.models.register_family")
+
+
+register_model("linear_probe", builder=_probe_builder(rate=False),
+               doc="linear head over cached backbone features (a frozen-backbone probe)")
+register_model("lu_probe", builder=_probe_builder(rate=True),
+               doc="LU-ViT's two heads (label + rate) over cached backbone features")

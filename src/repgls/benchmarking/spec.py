@@ -18,10 +18,10 @@ from typing import Any
 
 from repgls.config import apply_overrides
 
-__all__ = ["DEFAULT_BASE", "POLICIES", "RATE_SOURCES", "BenchConfig", "MethodSpec", "WorldSpec", "deep_merge",
-           "load_bench_config"]
+__all__ = ["DEFAULT_BASE", "POLICIES", "RATE_SOURCES", "BackboneSpec", "BenchConfig", "MethodSpec", "WorldSpec",
+           "deep_merge", "load_bench_config"]
 
-POLICIES = ("gls", "u-ones", "u-zeros", "u-ignore", "hard")
+POLICIES = ("gls", "u-ones", "u-zeros", "u-ignore", "hard", "truth")
 
 RATE_SOURCES = ("lexicon", "rgn")
 
@@ -46,6 +46,7 @@ class WorldSpec:
     miss_rate: float | None = None
     overcall_rate: float | None = None
     hedge_calibration: str = "bayes"
+    hedge_fraction: float | None = None  # share of the reader's mentions that are hedged (None: phantom.yaml's)
     workers: int = 1
 
     def key(self) -> dict[str, Any]:
@@ -78,6 +79,8 @@ class MethodSpec:
             raise ValueError(
                 f"method {self.name!r}: rates {self.rates!r} is not one of {', '.join(RATE_SOURCES)}"
             )
+        if self.policy == "truth" and self.rates != "lexicon":
+            raise ValueError(f"method {self.name!r}: the truth policy (an oracle) takes no rates source")
         if self.rates == "rgn" and self.policy != "gls":
             raise ValueError(f"method {self.name!r}: rgn rates need policy gls (got {self.policy!r})")
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -90,8 +93,35 @@ class MethodSpec:
 
 
 @dataclass
+class BackboneSpec:
+    """A backbone every method starts from, pretrained once on a *separate* phantom world (a stand-in for
+    ImageNet-scale pretraining: never the evaluation world), so that methods are limited by their labels, not by
+    how much a model can learn from scratch on a CPU.
+
+    ``labels``: what the backbone is pretrained on (``truth`` of its own world, or a label policy of its own
+    reports). ``freeze``: True = every method trains a probe (``probe`` model) on the backbone's features of
+    the evaluation world, computed once and cached; False = every method fine-tunes the whole backbone.
+    ``train``: trainer config merged over the pretraining run's.
+    """
+
+    world: WorldSpec = field(default_factory=lambda: WorldSpec(n=4000, seed=1001))
+    model: str = "lu_vit_tiny"
+    epochs: int = 12
+    labels: str = "truth"
+    train: dict[str, Any] = field(default_factory=dict)
+    freeze: bool = True
+    probe: str = "lu_probe"
+
+    def key(self) -> dict[str, Any]:
+        """What defines the pretrained weights (not how they are used)."""
+        return {"world": self.world.key(), "model": self.model, "epochs": self.epochs, "labels": self.labels,
+                "train": self.train}
+
+
+@dataclass
 class BenchConfig:
-    """A benchmark: world, base trainer config, methods, seeds."""
+    """A benchmark: world, base trainer config, methods, seeds; optionally a pretrained backbone, the oracle and
+    baselines of the comparison (gap recovered and paired differences against truth)."""
 
     name: str = "bench"
     out: str = "bench_out/bench"
@@ -103,6 +133,10 @@ class BenchConfig:
     rgn_epochs: int = 40
     rgn_seed: int = 0
     prepare_workers: int = 1
+    backbone: BackboneSpec | None = None
+    oracle: str | None = None  # the method trained on the truth: gap_recovered = (m - base) / (oracle - base)
+    baselines: list[str] = field(default_factory=list)  # methods every other method is compared with (paired)
+    paired_boot: int = 1000  # replicates of the paired comparison (patients and seeds resampled)
 
 
 def deep_merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,10 +233,6 @@ def load_bench_config(
     bad = set(raw) - known
     if bad:
         raise ValueError(f"{where}: unknown keys {sorted(bad)}; known {sorted(known)}")
-    world_raw = raw.get("world") or {}
-    wbad = set(world_raw) - set(WorldSpec.__dataclass_fields__)
-    if wbad:
-        raise ValueError(f"{where}: unknown world keys {sorted(wbad)}")
     seeds = raw.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seeds:
@@ -210,10 +240,10 @@ def load_bench_config(
     methods = _parse_methods(raw.get("methods") or [], where)
     if not methods:
         raise ValueError(f"{where}: no methods")
-    return BenchConfig(
+    cfg = BenchConfig(
         name=str(raw.get("name", "bench")),
         out=str(raw.get("out", f"bench_out/{raw.get('name', 'bench')}")),
-        world=WorldSpec(**world_raw),
+        world=_world(raw.get("world"), where, "world"),
         base=dict(raw.get("base") or {}),
         methods=methods,
         seeds=seeds,
@@ -221,4 +251,46 @@ def load_bench_config(
         rgn_epochs=int(raw.get("rgn_epochs", 40)),
         rgn_seed=int(raw.get("rgn_seed", 0)),
         prepare_workers=int(raw.get("prepare_workers", 1)),
+        backbone=_backbone(raw.get("backbone"), where),
+        oracle=raw.get("oracle"),
+        baselines=list(raw.get("baselines") or []),
+        paired_boot=int(raw.get("paired_boot", 1000)),
     )
+    _check(cfg, where)
+    return cfg
+
+
+def _world(raw: Any, where: str, key: str) -> WorldSpec:
+    raw = raw or {}
+    bad = set(raw) - set(WorldSpec.__dataclass_fields__)
+    if bad:
+        raise ValueError(f"{where}: unknown {key} keys {sorted(bad)}; known {sorted(WorldSpec.__dataclass_fields__)}")
+    return WorldSpec(**raw)
+
+
+def _backbone(raw: Any, where: str) -> BackboneSpec | None:
+    if raw is None:
+        return None
+    bad = set(raw) - set(BackboneSpec.__dataclass_fields__)
+    if bad:
+        raise ValueError(f"{where}: unknown backbone keys {sorted(bad)}; known "
+                         f"{sorted(BackboneSpec.__dataclass_fields__)}")
+    kw = {k: v for k, v in raw.items() if k != "world"}
+    return BackboneSpec(world=_world({**asdict(WorldSpec(n=4000, seed=1001)), **(raw.get("world") or {})}, where,
+                                     "backbone.world"), **kw)
+
+
+def _check(cfg: BenchConfig, where: str) -> None:
+    """Cross-field checks: named oracle / baselines exist; the backbone's world is not the evaluation world."""
+    names = {m.name for m in cfg.methods}
+    for role, name in [("oracle", cfg.oracle), *(("baselines", b) for b in cfg.baselines)]:
+        if name is not None and name not in names:
+            raise ValueError(f"{where}: {role} {name!r} is not one of the methods {sorted(names)}")
+    if cfg.oracle is not None:
+        m = next(m for m in cfg.methods if m.name == cfg.oracle)
+        if m.policy != "truth":
+            raise ValueError(f"{where}: oracle {cfg.oracle!r} must train on the truth (policy: truth)")
+    bb = cfg.backbone
+    if bb is not None and (bb.world.seed == cfg.world.seed or bb.world.key() == cfg.world.key()):
+        raise ValueError(f"{where}: backbone.world must be a separate world (another seed than world.seed "
+                         f"{cfg.world.seed}): pretraining on the evaluation world would leak its test images")

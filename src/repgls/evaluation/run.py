@@ -52,7 +52,8 @@ class LoadedRun:
         model: the classifier (eval mode, on ``device``). classes: K class names.
         image_size: side S of the model input [B, 1, S, S]; resize_mode: "pad" | "crop" (the cache's rule).
         has_rate: True for LU-ViT (``forward_all`` returns ``rate``). cache_dir / labels: from the config,
-            resolved (may not exist when only predicting).
+            resolved (may not exist when only predicting). features: the features folder of a probe run
+            (``image_size`` is then the feature dimension D).
     """
 
     run_dir: Path
@@ -68,6 +69,7 @@ class LoadedRun:
     cache_dir: Path | None = None
     labels: Path | None = None
     cache_meta: dict[str, Any] = field(default_factory=dict)
+    features: Path | None = None  # a features folder: the model is a probe over cached backbone features
 
 
 def _run_classes(run_dir: Path, labels: Path | None) -> tuple[str, ...] | None:
@@ -147,7 +149,14 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
     cache_meta: dict[str, Any] = {}
     if cache_dir is not None and (cache_dir / "meta.json").is_file():
         cache_meta = json.loads((cache_dir / "meta.json").read_text())
-    size = image_size or cache_meta.get("size") or cfg.data.image_size or _vit_size_from_weights(weights, cfg.model.name)
+    features = resolve_run_path(cfg.data.features, run) if cfg.data.features else None
+    if features is not None:  # a probe over cached features: its input is the feature vector [D]
+        from repgls.data.features import read_features_meta
+
+        size = int(read_features_meta(features)["dim"])
+    else:
+        size = (image_size or cache_meta.get("size") or cfg.data.image_size
+                or _vit_size_from_weights(weights, cfg.model.name))
     if not size:
         raise ValueError(f"{run}: cannot tell the model's image size (no cache at {cache_dir}, no "
                          "data.image_size in config.yaml); pass image_size")
@@ -164,11 +173,13 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
                          f"{size} px: {str(e).splitlines()[0]}") from None
     dev = _device(device)
     model.to(dev).eval()
-    has_rate = "rate" in getattr(model, "forward_all", lambda x: {})(
-        torch.zeros(1, cfg.model.in_chans, int(size), int(size), device=dev))
+    probe_input = (torch.zeros(1, int(size), device=dev) if features is not None
+                   else torch.zeros(1, cfg.model.in_chans, int(size), int(size), device=dev))
+    has_rate = "rate" in getattr(model, "forward_all", lambda x: {})(probe_input)
     return LoadedRun(run_dir=run, config=cfg, model=model, classes=classes, image_size=int(size),
                      resize_mode=str(cache_meta.get("mode", "pad")), checkpoint=checkpoint, checkpoint_meta=meta,
-                     device=dev, has_rate=bool(has_rate), cache_dir=cache_dir, labels=labels, cache_meta=cache_meta)
+                     device=dev, has_rate=bool(has_rate), cache_dir=cache_dir, labels=labels, cache_meta=cache_meta,
+                     features=features)
 
 
 @torch.no_grad()

@@ -59,7 +59,12 @@ def _predict_split(lr: LoadedRun, split: str, batch_size: int) -> _Split | None:
     """Predict the images of ``split`` (None when the cache has none)."""
     from repgls.data.torch_dataset import CachedImageDataset
 
-    ds = CachedImageDataset(lr.cache_dir, labels=None, split=split, augment=False)  # type: ignore[arg-type]
+    if lr.features is not None:
+        from repgls.data.features import FeatureDataset
+
+        ds: Any = FeatureDataset(lr.features, lr.cache_dir, split=split)  # type: ignore[arg-type]
+    else:
+        ds = CachedImageDataset(lr.cache_dir, labels=None, split=split, augment=False)  # type: ignore[arg-type]
     if len(ds) == 0:
         return None
     pred = predict_dataset(lr, ds, batch_size)
@@ -314,7 +319,7 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", n_boot: int = 200,
     os.chmod(tmp, 0o777 & ~file_mode_mask())
     try:
         _write_predictions(lr, sp, ref, tru, tmp, checkpoint)
-        cam_paths = _write_cams(lr, sp, int(cams), tmp) if cams and cams > 0 else []
+        cam_paths = _write_cams(lr, sp, int(cams), tmp) if cams and cams > 0 and lr.features is None else []
         if cam_paths:
             result["files"]["cams"] = "cams/"
         if report:

@@ -235,16 +235,22 @@ def build_datasets(cfg: Config, seed: int) -> tuple[Dataset, Dataset, tuple[str,
             )
     kw = dict(labels=labels, uncertain=d.official_uncertain, blank=d.official_blank, classes=d.classes)
     try:
-        train_ds = CachedImageDataset(d.cache_dir, split=d.train_split, augment=d.augment, seed=seed, **kw)
-        val_ds = CachedImageDataset(d.cache_dir, split=d.val_split, augment=False, **kw)
-    except ValueError as e:
-        raise ConfigError(f"config key 'data.classes': {e}") from None
+        if d.features:  # cached backbone features: the same items with image = the feature vector
+            from repgls.data.features import FeatureDataset
+
+            train_ds: Dataset = FeatureDataset(d.features, d.cache_dir, split=d.train_split, **kw)
+            val_ds: Dataset = FeatureDataset(d.features, d.cache_dir, split=d.val_split, **kw)
+        else:
+            train_ds = CachedImageDataset(d.cache_dir, split=d.train_split, augment=d.augment, seed=seed, **kw)
+            val_ds = CachedImageDataset(d.cache_dir, split=d.val_split, augment=False, **kw)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"config key 'data.{'features' if 'features' in str(e) else 'classes'}': {e}") from None
     for name, ds in (("data.train_split", train_ds), ("data.val_split", val_ds)):
         if len(ds) == 0:
             raise ConfigError(
                 f"config key '{name}': no images of split {getattr(d, name.split('.')[1])!r} in {d.cache_dir}"
             )
-    return train_ds, val_ds, tuple(train_ds.classes)
+    return train_ds, val_ds, tuple(train_ds.classes)  # type: ignore[attr-defined]
 
 
 @dataclass

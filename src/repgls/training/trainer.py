@@ -241,7 +241,7 @@ class Trainer:
     def _micro_step(self, batch: dict[str, Any], sync: bool) -> torch.Tensor:
         """Forward and backward of one micro-batch (gradients scaled by 1 / grad_accum); returns its loss."""
         x = batch["image"].to(self.device, non_blocking=True)
-        if self.channels_last:
+        if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         tgt = {k: batch[k].to(self.device, non_blocking=True) for k in _TARGET_KEYS}
         if "mentioned" in batch:

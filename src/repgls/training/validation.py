@@ -45,7 +45,7 @@ def predict_loader(
     pos, prob, rate, ys, ms = [], [], [], [], []
     for batch in loader:
         x = batch["image"].to(device, non_blocking=True)
-        if channels_last:
+        if channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
             out = ForwardAll(model)(x)

@@ -23,8 +23,9 @@ from repgls.data.phantom.world import (
     render_study,
     simulate,
     truth_frame,
+    truth_labels,
 )
 
 __all__ = ["CHANGE_OF_PRIOR", "PREVALENCE_MODES", "PRIOR_STATES", "SIDE_WORD", "Study", "belief_tables", "dictate",
            "hedge_calibration", "load_config", "make_phantom", "miner_agreement", "patient_splits", "render_study",
-           "report_text", "resolve_prevalence", "simulate", "truth_frame"]
+           "report_text", "resolve_prevalence", "simulate", "truth_frame", "truth_labels"]
