@@ -575,7 +575,7 @@ def step_ddp(ctx: Ctx) -> Row:
     fig = f"max abs dw {cmp['max_abs']:.1e}, dprob {dprob:.1e}"
     note = (f"{backend}; batch {p.ddp_batch} x 2 processes vs {2 * p.ddp_batch} x 1, {p.ddp_steps} SGD steps, fp32"
             f"{' (TF32)' if ctx.cuda else ''}, deterministic; weights rtol 1e-4 atol {w_atol:.0e}, losses rtol 1e-4, "
-            f"val probs atol {p_atol:.0e}, {len(pb)} val images gathered once"
+            f"val probs atol {p_atol:.0e}, {len(pb)} val images gathered once".replace("e-0", "e-")
             + ("" if ok else f"; FAILED: weights {ok_w}, losses {ok_l} ({la} vs {lb}), predictions {ok_p}"))
     return Row("ddp", PASS if ok else FAIL, fig, note, data={"weights": cmp, "dprob": dprob, "backend": backend})
 
