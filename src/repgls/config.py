@@ -54,7 +54,7 @@ class ModelConfig:
     """Backbone (``repgls.models.create_model``)."""
 
     name: str = "lu_vit_small"  # repgls.models.list_models()
-    pretrained: bool | str = False  # True: timm hub weights; a path: local weights file
+    pretrained: bool | str = False  # True: timm hub weights; a timm tag ("tv_in1k"); a path: local weights file
     in_chans: int = 1
     kwargs: dict[str, Any] = field(default_factory=dict)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "gradcam_target_layers",
     "list_models",
     "load_weights",
+    "pretrained_tag",
     "register_family",
     "register_model",
     "vit_reshape_transform",
@@ -267,7 +269,8 @@ def create_model(
 ) -> nn.Module:
     """Build a classifier by registry name (``list_models()``) or any timm ``vit_*`` name.
 
-    ``pretrained``: False (random init), True (timm weights from the hub; needs network), or a local file
+    ``pretrained``: False (random init), True (timm's default weights from the hub; needs network), a timm
+    weights tag (``"tv_in1k"``: torchvision's ImageNet weights, as PU-RM and LTML used), or a local file
     path (.safetensors / .pth / .pt state dict; see ``load_weights``). ``img_size`` is the ViT input size
     (fixed; None = the variant's native size, 64 for the tiny test ViTs); CNNs accept any size. Extra ``kw``
     go to ``timm.create_model`` (e.g. ``drop_path_rate``).
@@ -295,18 +298,26 @@ def create_model(
     is_vit = spec.timm_name.startswith("vit_")
     if is_vit:
         args["img_size"] = img_size if img_size is not None else (spec.test_img_size or 224)
-    use_hub = pretrained is True
+    tag = pretrained_tag(pretrained)
+    use_hub = pretrained is True or tag is not None
     if spec.test_img_size is not None and use_hub:
         raise ValueError(f"{name} is a random-init test model; it has no pretrained weights")
-    backbone = timm.create_model(
-        spec.timm_name, pretrained=use_hub, num_classes=0 if spec.lu else num_classes, **args
-    )
+    timm_name = f"{spec.timm_name}.{tag}" if tag else spec.timm_name
+    backbone = timm.create_model(timm_name, pretrained=use_hub, num_classes=0 if spec.lu else num_classes, **args)
     model: nn.Module = (
         LUViT(backbone, num_classes, arch=name) if spec.lu else TimmClassifier(backbone, arch=name)
     )
-    if pretrained not in (False, True, None):
+    if pretrained not in (False, True, None) and tag is None:
         load_weights(model, pretrained)
     return model
+
+
+def pretrained_tag(pretrained: bool | str | Path | None) -> str | None:
+    """A timm pretrained-weights tag (``"tv_in1k"``: torchvision's ImageNet weights, ``"a1_in1k"``...) when
+    ``pretrained`` names one rather than a local file; None otherwise."""
+    if not isinstance(pretrained, str) or Path(pretrained).exists():
+        return None
+    return pretrained if re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", pretrained) else None
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,19 @@ from repgls._io import atomic_write_text
 from repgls.benchmarking.spec import DEFAULT_BASE, BenchConfig, MethodSpec, WorldSpec, deep_merge
 from repgls.benchmarking.world import Log, World, labels_for, say
 
-__all__ = ["load_eval", "run_method", "trainer_config"]
+__all__ = ["Start", "load_eval", "run_method", "trainer_config"]
+
+
+@dataclass
+class Start:
+    """Where every method of a bench starts: from scratch (the default), from a pretrained backbone that it
+    fine-tunes (``pretrained`` weights of ``backbone_model``), or from that backbone's cached features, on which
+    it trains a probe (``features``, model ``probe``)."""
+
+    features: Path | None = None
+    pretrained: Path | None = None
+    backbone_model: str | None = None
+    probe: str = "lu_probe"
 
 
 def trainer_config(
@@ -30,10 +43,12 @@ def trainer_config(
     labels: Path,
     run_dir: Path,
     progress: bool = True,
+    start: Start | None = None,
 ) -> dict[str, Any]:
     """The full trainer config dict (``repgls.training.train``) of one method and seed."""
     from repgls.config import apply_overrides
 
+    start = start or Start()
     raw = deep_merge(DEFAULT_BASE, bench.base)
     raw = deep_merge(
         raw,
@@ -48,6 +63,11 @@ def trainer_config(
             "output": {"run_dir": str(run_dir), "overwrite": True},
         },
     )
+    if start.features is not None:
+        raw["data"].update(features=str(start.features), augment=False)
+        raw["model"]["name"] = start.probe
+    elif start.pretrained is not None:
+        raw["model"].update(name=start.backbone_model, pretrained=str(start.pretrained))
     if method.model:
         raw["model"]["name"] = method.model
     return apply_overrides(raw, list(method.overrides))
@@ -70,13 +90,14 @@ def run_method(
     log: Log | None = None,
     progress: bool = True,
     device: str | None = None,
+    start: Start | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one (method, seed); reuse a finished run with the same spec. Returns a record."""
     labels = labels_for(
         world, method.policy, method.rates, rgn_epochs=bench.rgn_epochs, rgn_seed=bench.rgn_seed, log=log
     )
     run_dir = world.root / "runs" / method.name / f"seed{seed}"
-    cfg = trainer_config(bench, method, seed, world, labels, run_dir, progress)
+    cfg = trainer_config(bench, method, seed, world, labels, run_dir, progress, start)
     if device:
         cfg["train"]["device"] = device
     digest = _spec_hash(cfg, world.spec)

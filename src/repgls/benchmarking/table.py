@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["bench_table", "check_same_reference", "table_columns", "table_markdown"]
+__all__ = ["bench_table", "check_same_reference", "comparison_markdown", "table_columns", "table_markdown"]
 
 GROUPS = ("head", "medium", "tail")
 
@@ -74,15 +74,11 @@ def bench_table(evals: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFram
 
 
 def table_markdown(table: pd.DataFrame, digits: int = 3) -> str:
-    """Markdown table of :func:`bench_table`: mean +- std per column; best mean per column in bold."""
+    """Markdown table of :func:`bench_table`: mean +- sample std over seeds per column. No "best" marks: a
+    difference between two rows is judged by the paired comparison (:func:`comparison_markdown`), not here."""
     columns = table_columns()
     head = ["method", "seeds"] + [c for c, *_ in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    best: dict[str, float] = {}
-    for col, _, _, higher in columns:
-        v = table[f"{col}_mean"].to_numpy(dtype=float)
-        if np.isfinite(v).any() and len(v) > 1:
-            best[col] = float(np.nanmax(v) if higher else np.nanmin(v))
     for method in table.index:
         cells = [str(method), str(int(table.loc[method, "n_seeds"]))]
         for col, *_ in columns:
@@ -90,7 +86,35 @@ def table_markdown(table: pd.DataFrame, digits: int = 3) -> str:
             if not math.isfinite(m):
                 cells.append("n/a")
                 continue
-            txt = f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if math.isfinite(s) else "")
-            cells.append(f"**{txt}**" if col in best and abs(m - best[col]) < 1e-12 else txt)
+            cells.append(f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if math.isfinite(s) else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ci(row: Any, key: str, digits: int, signed: bool = False) -> str:
+    v, lo, hi = row.get(key), row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if v is None or not np.isfinite(v):
+        return "n/a"
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    txt = fmt.format(v)
+    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
+        txt += f" [{fmt.format(lo)}, {fmt.format(hi)}]"
+    return txt
+
+
+def comparison_markdown(comp: pd.DataFrame, baselines: Sequence[str], digits: int = 3) -> str:
+    """Markdown of :func:`repgls.benchmarking.compare.comparison`: mean AUC, paired differences against each
+    baseline and the gap recovered, each with its 95% interval (patients and seeds resampled, paired)."""
+    has_gap = "gap_recovered" in comp.columns
+    head = ["method", "mean AUC"] + [f"Δ vs {b}" for b in baselines] + (["gap recovered"] if has_gap else [])
+    lines = [f"Mean AUC against the {comp.attrs.get('side', 'truth')} ({comp.attrs.get('n_seeds', '?')} seeds, "
+             f"{comp.attrs.get('n_patients', '?')} test patients); 95% intervals from {comp.attrs.get('n_boot', '?')} "
+             "paired replicates (patients and seeds resampled). A difference whose interval holds 0 is not a "
+             "difference.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, row in comp.iterrows():
+        r = row.to_dict()
+        cells = [str(method), _ci(r, "auc", digits)] + [_ci(r, f"d_auc_vs_{b}", digits, True) for b in baselines]
+        if has_gap:
+            cells.append(_ci(r, "gap_recovered", 2))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -72,7 +72,7 @@ def _world_done(w: World) -> bool:
     rad = m.get("radiologist", {})
     got["hedge_calibration"] = rad.get("hedge_calibration", "visibility")  # worlds made before the option
     same = all(got[k] == want[k] for k in got) and all(
-        rad.get(k) == want[k] for k in ("miss_rate", "overcall_rate") if want[k] is not None
+        rad.get(k) == want[k] for k in ("miss_rate", "overcall_rate", "hedge_fraction") if want[k] is not None
     )
     if not same:
         raise ValueError(f"{w.phantom} holds another world ({got}); want {want}: use another --out")
@@ -111,6 +111,7 @@ def prepare_world(
                 miss_rate=spec.miss_rate,
                 overcall_rate=spec.overcall_rate,
                 hedge_calibration=spec.hedge_calibration,
+                hedge_fraction=spec.hedge_fraction,
                 progress=bar.callback,
             )
         say(log, f"phantom world ready in {time.perf_counter() - t0:.1f}s")
@@ -159,7 +160,8 @@ def labels_for(
     rgn_seed: int = 0,
     log: Log | None = None,
 ) -> Path:
-    """labels.parquet of the world's findings under ``policy`` (and RGN rates), computed once."""
+    """labels.parquet of the world's findings under ``policy`` (and RGN rates), computed once. Policy ``truth``:
+    the world's hidden truth (what an oracle trains on)."""
     from repgls.rating import rates, write_labels
 
     key = policy + ("-rgn" if rates_source == "rgn" else "")
@@ -167,6 +169,12 @@ def labels_for(
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    if policy == "truth":
+        from repgls.data.phantom import truth_labels
+
+        with atomic_path(path) as tmp:
+            write_labels(truth_labels(world.phantom, world.spec.vocab), tmp)
+        return path
     studies = pd.read_csv(world.phantom / "reports.csv", usecols=["study_id"], dtype=str)["study_id"].tolist()
     rgn = None
     if rates_source == "rgn":

@@ -87,11 +87,20 @@ def setup_distributed(device_cfg: str) -> DistContext:
             raise ConfigError(
                 f"config key 'train.device': {device_cfg!r} requested but CUDA is not available"
             )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"process with LOCAL_RANK {local_rank} wants {device} but this machine has "
+                f"{torch.cuda.device_count()} GPU(s): start at most one process per GPU (torchrun "
+                "--nproc_per_node), or set train.device=cpu to use gloo"
+            )
         torch.cuda.set_device(device)
     owns = False
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
     elif world > 1:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":  # device_id binds the group to this GPU (no guessing at the first barrier)
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
         owns = True
     return DistContext(rank=rank, world=world, local_rank=local_rank, device=device, owns_group=owns)

@@ -90,6 +90,11 @@ class Trainer:
         tc = self.cfg.train
         seed_all(tc.seed)
         if tc.deterministic:
+            if self.cuda:  # cuBLAS needs a fixed workspace; the fused attention kernels' backward is not
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic: use the math one
+                torch.backends.cuda.enable_flash_sdp(False)
+                torch.backends.cuda.enable_mem_efficient_sdp(False)
+                torch.backends.cuda.enable_cudnn_sdp(False)
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         elif self.cuda:
@@ -127,6 +132,9 @@ class Trainer:
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+            for p in self.model.parameters():  # a 1-channel stem's kernel: channels_last strides would make its
+                if p.ndim == 4 and p.shape[1] == 1:  # gradient's layout differ (DDP then copies every step)
+                    p.data = p.data.contiguous()
         self.loss_fn = create_loss(cfg.loss.name, class_counts=self.loaders.class_counts,
                                    num_samples=self.loaders.num_train, **cfg.loss.kwargs)
         check_label_policy(cfg, self.loss_fn)
@@ -142,12 +150,12 @@ class Trainer:
         self.total_steps = min(total, tc.max_steps) if tc.max_steps is not None else total
         self.scheduler = make_scheduler(cfg, self.optimizer, self.total_steps)
         fwd: nn.Module = ForwardAll(self.model)
-        if tc.compile:
-            fwd = torch.compile(fwd)  # type: ignore[assignment]
         if self.dd.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             fwd = DDP(fwd, device_ids=[self.device.index] if self.cuda else None)
+        if tc.compile:  # compile the DDP module (not the reverse): gradient all-reduce overlaps the backward
+            fwd = torch.compile(fwd)  # type: ignore[assignment]
         self.fwd = fwd
         self.use_bf16 = tc.bf16 and self.cuda
 
