@@ -24,6 +24,7 @@ __all__ = ["SECTIONS", "write_report"]
 
 #: (id, title) of every section the report can hold, in page order.
 SECTIONS = (
+    ("answer", "Did report-guided labels help?"),
     ("summary", "Summary"),
     ("truth", "Reference vs hidden truth"),
     ("roc", "ROC curves"),
@@ -318,8 +319,9 @@ def _per_class(result: Mapping[str, Any]) -> str:
                      str(e.get("n_pos", "")), str(e.get("n_neg", "")), str(e.get("n_ignored", "")), auc,
                      _fmt(e.get("threshold")), _fmt(e.get("bacc")), _fmt(e.get("bacc_logit0")),
                      _fmt(e.get("auc_fg")), _fmt(e.get("ece")), _fmt(e.get("brier"))])
-    header = ["Class", "Group", "Pos", "Neg", "Ignored", "AUC [95% CI]", "Thr.", "bAcc", "bAcc (logit&gt;0)",
-              "AUC<sup>FG</sup>", "ECE", "Brier"]
+    has_ci = any(result["per_class"][c].get("auc_ci") for c in result["classes"])
+    header = ["Class", "Group", "Pos", "Neg", "Ignored", "AUC [95% CI]" if has_ci else "AUC", "Thr.", "bAcc",
+              "bAcc (logit&gt;0)", "AUC<sup>FG</sup>", "ECE", "Brier"]
     return _section("per-class", _table(header, rows), "Ignored = NaN labels (uncertain or not supervised).")
 
 
@@ -379,24 +381,21 @@ SHORT_LABELS = {"mean_auc": "Mean AUC", "bacc": "bAcc (val. thr.)", "bacc_logit0
 
 
 def _comparison_table(tab: Any) -> str:
-    """HTML table of a ``summary_table`` frame: mean +- std per metric, best mean per column in bold."""
+    """HTML table of a ``summary_table`` frame: mean +- std per metric (no "best" marks: differences are judged
+    by the paired comparison of the first section, not by eye)."""
     cols: list[tuple[str, str, bool]] = []
     for key, _, higher in _summary_rows():
         if f"{key}_mean" in tab and np.isfinite(tab[f"{key}_mean"].to_numpy(dtype=float)).any():
-            cols.append((key, SHORT_LABELS[key], higher))
+            cols.append((key, SHORT_LABELS.get(key, _esc(key)), higher))
     for g in ("head", "medium", "tail"):
         if f"{g}_auc_mean" in tab and np.isfinite(tab[f"{g}_auc_mean"].to_numpy(dtype=float)).any():
             cols.append((f"{g}_auc", f"AUC {g}", True))
     rows = []
     for method in tab.index:
         row = [f'<td class="txt">{_esc(method)}</td>', str(int(tab.loc[method, "n_runs"]))]
-        for key, _, higher in cols:
-            v = tab[f"{key}_mean"].to_numpy(dtype=float)
-            best = np.nanmax(v) if higher else np.nanmin(v)
+        for key, _, _higher in cols:
             m, sd = float(tab.loc[method, f"{key}_mean"]), float(tab.loc[method, f"{key}_std"])
-            txt = _fmt(m) + (f' <span class="ci">&plusmn; {sd:.3f}</span>' if math.isfinite(sd) else "")
-            cls = ' class="best"' if math.isfinite(m) and len(v) > 1 and abs(m - best) < 1e-12 else ""
-            row.append(f"<td{cls}>{txt}</td>")
+            row.append(_fmt(m) + (f' <span class="ci">&plusmn; {sd:.3f}</span>' if math.isfinite(sd) else ""))
         rows.append(row)
     return _table(["Method", "Seeds"] + [c[1] for c in cols], rows)
 
@@ -410,8 +409,74 @@ def _comparison(runs: Mapping[str, Any], runs_truth: Mapping[str, Any] | None) -
                 + "<h3 style='font-size:14px;margin:16px 0 6px'>Against hidden truth</h3>"
                 + _comparison_table(summary_table(runs_truth)))
     return _section("comparison", body,
-                    "Mean &plusmn; sample standard deviation over seeds; best mean per column in bold "
-                    "(lower is better for ECE and Brier).")
+                    "Mean &plusmn; sample standard deviation over seeds (lower is better for ECE and Brier). "
+                    "Whether two methods differ is read from the paired intervals of the first section.")
+
+
+def _answer_plot(comp: Any, baseline: str | None) -> str:
+    """Forest plot: each method's mean AUC and, beside it, its paired difference to the baseline, with 95% CIs."""
+    plt = _plt()
+    methods = list(comp.index)
+    pos = np.arange(len(methods))[::-1]
+    fig, axes = plt.subplots(1, 2 if baseline else 1, figsize=(9 if baseline else 5, 0.42 * len(methods) + 1.2),
+                             squeeze=False, sharey=True)
+    specs = [("auc", "mean AUC vs truth", None)] + ([(f"d_auc_vs_{baseline}", f"difference to {baseline}", 0.0)]
+                                                    if baseline else [])
+    for ax, (key, label, zero) in zip(axes[0], specs, strict=True):
+        v = comp[key].to_numpy(dtype=float)
+        lo = comp[f"{key}_lo"].to_numpy(dtype=float)
+        hi = comp[f"{key}_hi"].to_numpy(dtype=float)
+        ax.errorbar(v, pos, xerr=np.maximum(np.vstack([v - lo, hi - v]), 0.0), fmt="o", color=REPORT_COLOUR,
+                    ecolor="#30343b", elinewidth=1.2, capsize=3, ms=5)
+        if zero is not None:
+            ax.axvline(zero, color="#9aa0aa", lw=1, ls=":")
+        ax.set_xlabel(label)
+    axes[0][0].set_yticks(pos)
+    axes[0][0].set_yticklabels(methods, fontsize=9)
+    fig.tight_layout()
+    return f"<figure>{_fig_to_img(fig, 'Paired comparison of the methods')}</figure>"
+
+
+def _answer(comp: Any, baselines: Sequence[str], oracle: str | None) -> str:
+    """The first section: mean AUC vs truth, paired differences to the baselines and the gap recovered, each
+    with its 95% interval, and one sentence per method that says what the interval allows one to conclude."""
+    rows = []
+    for m, r in comp.iterrows():
+        row = [f'<td class="txt">{_esc(m)}</td>', _fmt_ci(r.get("auc"), [r.get("auc_lo"), r.get("auc_hi")])]
+        row += [_fmt_ci(r.get(f"d_auc_vs_{b}"), [r.get(f"d_auc_vs_{b}_lo"), r.get(f"d_auc_vs_{b}_hi")])
+                for b in baselines]
+        if "gap_recovered" in comp:
+            row.append(_fmt_ci(r.get("gap_recovered"), [r.get("gap_recovered_lo"), r.get("gap_recovered_hi")], 2))
+        rows.append(row)
+    header = ["Method", "Mean AUC vs truth [95% CI]"] + [f"&Delta; vs {_esc(b)} [95% CI]" for b in baselines]
+    if "gap_recovered" in comp:
+        header.append("Gap recovered [95% CI]")
+    verdicts = []
+    base = baselines[0] if baselines else None
+    for m, r in comp.iterrows():
+        if base is None or m in (base, oracle):
+            continue
+        lo, hi, d = r.get(f"d_auc_vs_{base}_lo"), r.get(f"d_auc_vs_{base}_hi"), r.get(f"d_auc_vs_{base}")
+        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        word = "better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from"
+        verdicts.append(f"<li><b>{_esc(m)}</b> is {word} {_esc(base)} ({d:+.3f} mean AUC, 95% CI "
+                        f"[{lo:+.3f}, {hi:+.3f}])</li>")
+    if oracle is not None and base is not None and oracle in comp.index:
+        r = comp.loc[oracle]
+        d, lo, hi = r[f"d_auc_vs_{base}"], r[f"d_auc_vs_{base}_lo"], r[f"d_auc_vs_{base}_hi"]
+        tail = ("the most any labelling could recover here" if comp.attrs.get("gap_defined", True) else
+                "not distinguishable from 0: here the report's labels already give what the truth gives, so there "
+                "is no gap to recover and the gap recovered is undefined")
+        verdicts.append(f"<li>Training on the hidden truth ({_esc(oracle)}) instead of {_esc(base)} labels gains "
+                        f"{d:+.3f} mean AUC (95% CI [{lo:+.3f}, {hi:+.3f}]): {tail}.</li>")
+    a = comp.attrs
+    note = (f"Paired over {a.get('n_seeds', '?')} seeds and {a.get('n_patients', '?')} test patients; intervals from "
+            f"{a.get('n_boot', '?')} replicates that resample patients and seeds together for every method. Gap "
+            "recovered = (method &minus; baseline) / (oracle &minus; baseline); it is undefined when the oracle "
+            "barely beats the baseline.")
+    body = _answer_plot(comp, base) + _table(header, rows) + (f"<ul>{''.join(verdicts)}</ul>" if verdicts else "")
+    return _section("answer", body, note)
 
 
 def _caption(path: str | Path) -> str:
@@ -453,7 +518,7 @@ def _definitions(result: Mapping[str, Any] | None) -> str:
         ("Brier", "Mean squared difference between probability and label over labelled entries."),
         ("Head / medium / tail", "Classes grouped by training frequency (vocabulary groups); group values are "
                                  "unweighted means of per-class values."),
-        ("95% CI", f"Percentile bootstrap over studies ({st.get('n_boot', 0)} replicates, seed "
+        ("95% CI", f"Percentile bootstrap over patients ({st.get('n_boot', 0)} replicates, seed "
                    f"{st.get('seed', 0)})." if st.get("n_boot") else "Not computed (n_boot = 0)."),
     ]
     body = "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
@@ -464,7 +529,8 @@ def _definitions(result: Mapping[str, Any] | None) -> str:
 def write_report(path: str | Path, result: Mapping[str, Any] | None = None, *, y_true: Any = None,
                  scores: Any = None, truth: Mapping[str, Any] | None = None, y_truth: Any = None,
                  cams: Any = None, runs: Mapping[str, Any] | None = None,
-                 runs_truth: Mapping[str, Any] | None = None, title: str = "repgls evaluation",
+                 runs_truth: Mapping[str, Any] | None = None, comparison: Any = None,
+                 baselines: Sequence[str] = (), oracle: str | None = None, title: str = "repgls evaluation",
                  subtitle: str = "") -> Path:
     """Write one self-contained HTML report and return its path.
 
@@ -478,9 +544,11 @@ def write_report(path: str | Path, result: Mapping[str, Any] | None = None, *, y
         cams: a folder of PNGs, or a list of PNG paths, ``(caption, path | RGB array)`` pairs or
             ``{"image", "caption"}`` dicts.
         runs / runs_truth: method name -> list of ``evaluate`` results (one per seed), for the comparison table.
+        comparison / baselines / oracle: a :func:`repgls.benchmarking.compare.comparison` frame, shown first
+            ("Did report-guided labels help?") with its paired intervals.
         title / subtitle: page heading.
     """
-    if result is None and not runs and cams is None:
+    if result is None and not runs and cams is None and comparison is None:
         raise ValueError("nothing to report: give a result, runs or cams")
     y = s = yt = None
     if result is not None and (y_true is not None or scores is not None):
@@ -494,6 +562,8 @@ def write_report(path: str | Path, result: Mapping[str, Any] | None = None, *, y
             if yt.shape != s.shape:
                 raise ValueError(f"y_truth {yt.shape} does not match scores {s.shape}")
     parts: list[str] = []
+    if comparison is not None:
+        parts.append(_answer(comparison, list(baselines), oracle))
     if result is not None:
         parts.append(_summary(result))
         if truth is not None:

@@ -94,7 +94,8 @@ def run_method(
 ) -> dict[str, Any]:
     """Train and evaluate one (method, seed); reuse a finished run with the same spec. Returns a record."""
     labels = labels_for(
-        world, method.policy, method.rates, rgn_epochs=bench.rgn_epochs, rgn_seed=bench.rgn_seed, log=log
+        world, method.policy, method.rates, rgn_epochs=bench.rgn_epochs, rgn_seed=bench.rgn_seed, r0=method.r0,
+        log=log,
     )
     run_dir = world.root / "runs" / method.name / f"seed{seed}"
     cfg = trainer_config(bench, method, seed, world, labels, run_dir, progress, start)

@@ -95,6 +95,7 @@ def _write_outputs(bench_cfg: BenchConfig, root: Path, table: pd.DataFrame, reco
         have_truth = all(e.get("vs_truth") for v in evals.values() for e in v)
         write_report(files["report"], runs={m: [e["vs_reference"] for e in v] for m, v in evals.items()},
                      runs_truth={m: [e["vs_truth"] for e in v] for m, v in evals.items()} if have_truth else None,
+                     comparison=comp, baselines=bench_cfg.baselines, oracle=bench_cfg.oracle,
                      title=f"repgls bench: {bench_cfg.name}",
                      subtitle=f"{w.n} phantom studies · {w.size}px · {w.vocab} · seeds {bench_cfg.seeds} · test split")
     return files

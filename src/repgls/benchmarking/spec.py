@@ -63,6 +63,7 @@ class MethodSpec:
     name: str
     policy: str = "u-ones"
     rates: str = "lexicon"
+    r0: float | None = None  # gls: the sharpening offset of definite statements (None: repgls.rating's -0.2)
     loss: str = "bce"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
@@ -79,6 +80,8 @@ class MethodSpec:
             raise ValueError(
                 f"method {self.name!r}: rates {self.rates!r} is not one of {', '.join(RATE_SOURCES)}"
             )
+        if self.r0 is not None and self.policy != "gls":
+            raise ValueError(f"method {self.name!r}: r0 is a gls setting (policy {self.policy!r})")
         if self.policy == "truth" and self.rates != "lexicon":
             raise ValueError(f"method {self.name!r}: the truth policy (an oracle) takes no rates source")
         if self.rates == "rgn" and self.policy != "gls":
@@ -89,7 +92,7 @@ class MethodSpec:
     @property
     def labels_key(self) -> str:
         """File stem of the labels this method trains on."""
-        return self.policy + ("-rgn" if self.rates == "rgn" else "")
+        return self.policy + ("-rgn" if self.rates == "rgn" else "") + (f"-r0={self.r0:g}" if self.r0 is not None else "")
 
 
 @dataclass

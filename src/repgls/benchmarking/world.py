@@ -158,13 +158,14 @@ def labels_for(
     *,
     rgn_epochs: int = 40,
     rgn_seed: int = 0,
+    r0: float | None = None,
     log: Log | None = None,
 ) -> Path:
     """labels.parquet of the world's findings under ``policy`` (and RGN rates), computed once. Policy ``truth``:
     the world's hidden truth (what an oracle trains on)."""
     from repgls.rating import rates, write_labels
 
-    key = policy + ("-rgn" if rates_source == "rgn" else "")
+    key = policy + ("-rgn" if rates_source == "rgn" else "") + (f"-r0={r0:g}" if r0 is not None else "")
     path = world.root / "labels" / f"{key}.parquet"
     if path.is_file():
         return path
@@ -188,7 +189,8 @@ def labels_for(
             rgn = train_rgn(world.findings, vocab=world.spec.vocab, epochs=rgn_epochs, seed=rgn_seed)
             rgn.save(world.rgn)
             say(log, f"RGN trained in {time.perf_counter() - t0:.1f}s")
-    df = rates(world.findings, vocab=world.spec.vocab, policy=policy, studies=studies, rgn=rgn)
+    kw = {"r0": r0} if r0 is not None else {}
+    df = rates(world.findings, vocab=world.spec.vocab, policy=policy, studies=studies, rgn=rgn, **kw)
     with atomic_path(path) as tmp:
         write_labels(df, tmp)
     say(log, f"labels {key}: {len(df)} studies")

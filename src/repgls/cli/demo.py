@@ -15,21 +15,23 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder (reused when rerun)."),
-        n: int = typer.Option(None, "--n", help="Phantom studies, one image each (default 2000)."),
+        n: int = typer.Option(None, "--n", help="Studies of the evaluation world (default 2000)."),
         size: int = typer.Option(None, "--size", help="Image side in pixels (default 64)."),
-        epochs: int = typer.Option(None, "--epochs", help="Training epochs per method (default 15)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the world and of training."),
-        model: str = typer.Option(
-            None, "--model", help="Model name, repgls.models.list_models() (default lu_vit_tiny)."
-        ),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs of each method's heads (default 30)."),
+        seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 3)."),
+        backbone_n: int = typer.Option(None, "--backbone-n", help="Studies of the backbone's world (default 3000)."),
+        backbone_epochs: int = typer.Option(None, "--backbone-epochs", help="Backbone epochs (default 8)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the worlds and of training."),
+        model: str = typer.Option(None, "--model", help="Backbone model (default lu_vit_tiny)."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     ) -> None:
-        """Mine samples, make a phantom world, train GLS vs a hard-label baseline, evaluate vs truth, report."""
+        """Mine samples; pretrain a backbone; compare the oracle, U-Ones and GLS against the truth; report."""
         from repgls.benchmarking.demo import demo
 
         try:
-            given = {"n": n, "size": size, "epochs": epochs, "model": model}
+            given = {"n": n, "size": size, "epochs": epochs, "model": model, "seeds": seeds, "backbone_n": backbone_n,
+                     "backbone_epochs": backbone_epochs}
             demo(
                 out,
                 seed=seed,
