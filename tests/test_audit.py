@@ -17,8 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from repgls.mining.audit import DEFAULT_MAX_REPORTS, HARD_MAX_REPORTS, Selection, audit, audit_page, render_html
 from repgls.mining import mine_to_file
+from repgls.mining.audit import (
+    DEFAULT_MAX_REPORTS,
+    HARD_MAX_REPORTS,
+    Selection,
+    audit,
+    audit_page,
+    render_html,
+)
 from repgls.mining.readers import join_text
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -286,7 +293,7 @@ def test_cli_says_where_the_page_went_and_nothing_else(world, tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["page.html"]
     res = CliRunner().invoke(app, ["audit", "--help"])
     assert "Example: repgls audit findings.parquet --reports reports.csv --out audit.html --sample 200" in \
-        " ".join(res.output.split())
+        " ".join(res.output.replace("\\\n", " ").split())  # the example may continue on a second line
     res = CliRunner().invoke(app, ["audit", str(world["a"]), "--reports", str(world["reports"]), "--out",
                                    str(out), "--status", "maybe"])
     assert res.exit_code == 2 and "status 'maybe'" in res.output
