@@ -129,7 +129,7 @@ def test_every_stage_is_a_function_of_its_name():
     import repgls.evaluation
     import repgls.mining.compare
     import repgls.rating
-    import repgls.training  # noqa: F401
+    import repgls.training
 
     for stage in repgls.STAGES:
         assert inspect.isfunction(getattr(repgls, stage)), stage
