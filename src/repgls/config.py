@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from repgls._io import atomic_write_text
+from repgls._io import atomic_write_text, read_yaml_file
 
 
 class ConfigError(ValueError):
@@ -312,14 +312,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping (empty file -> {}); errors name the file."""
+    """Read a YAML mapping; errors (missing, empty, binary, malformed, not a mapping) name the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p}: invalid YAML ({e})") from None
+        raw = read_yaml_file(p)  # empty, binary or malformed: one line naming the file
+    except ValueError as e:
+        raise ConfigError(f"config file {e}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

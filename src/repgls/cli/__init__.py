@@ -12,7 +12,9 @@ import pkgutil
 import typer
 
 from repgls import __version__
+from repgls.cli._common import GuardedGroup
 
+# Plain (click) help, not rich panels: it wraps cleanly at 80 columns and reads the same in a log file.
 app = typer.Typer(
     name="repgls",
     help=(
@@ -22,7 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
+    cls=GuardedGroup,
 )
 
 # Command modules: every public module of this package exposes ``register(app)``; ``ORDER`` sets where
@@ -66,11 +69,39 @@ EXAMPLES = {
     "serve": "repgls serve path/to/tiny-qwen3 --port 8000",
 }
 
+def _example_epilog(example: str, width: int = 76) -> str:
+    """``Example: repgls ...`` kept verbatim (``\\b``: click does not rewrap it), cut into shell continuation
+    lines that fit an 80-column terminal, never between an option and its value."""
+    units: list[str] = []
+    for word in example.split():
+        is_option = word.startswith("--") or (word.startswith("-") and word[1:2].isalpha())
+        if units and units[-1].startswith("-") and " " not in units[-1] and not is_option:
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    lines, line = [], "Example:"
+    for unit in units:
+        if len(line) + 1 + len(unit) > width - 2:
+            lines.append(line + " \\")
+            line = "   "
+        line += " " + unit
+    return "\b\n" + "\n".join([*lines, line])
+
+
+def _finish_commands(typer_app: typer.Typer) -> None:
+    """The example of every command, as an epilog (and of the commands of sub-apps such as ``rgn``)."""
+    for info in typer_app.registered_commands:
+        example = info.epilog.removeprefix("Example: ") if info.epilog else EXAMPLES.get(info.name or "")
+        if example:
+            info.epilog = _example_epilog(example)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _finish_commands(group.typer_instance)
+
+
 for _module in _command_modules():
     _module.register(app)
-for _info in app.registered_commands:
-    if _info.name in EXAMPLES and not _info.epilog:
-        _info.epilog = f"Example: {EXAMPLES[_info.name]}"
+_finish_commands(app)
 
 
 def main() -> None:

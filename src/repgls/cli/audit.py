@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repgls.cli._common import console, split_csv
+from repgls.cli._common import check_outputs, console, split_csv
 
 ORDER = 16
 EPILOG = "Example: repgls audit findings.parquet --reports reports.csv --out audit.html --sample 200"
@@ -54,6 +54,8 @@ def audit_cmd(
     class, status and certainty; per-class counts; with --compare, disagreements first, side by side.
     """
     from repgls.mining.audit import Selection, audit_page
+
+    check_outputs(("--out", out, False))
 
     def note(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

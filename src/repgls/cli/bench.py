@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repgls.cli._common import console, fail, split_csv
+from repgls.cli._common import check_outputs, console, fail, split_csv
 
 ORDER = 80
 
@@ -24,7 +24,15 @@ def register(app: typer.Typer) -> None:
         """Train and evaluate every method per seed (finished runs are reused); write results.* and report.html."""
         from rich.markup import escape
 
-        from repgls.benchmarking import bench
+        from repgls._io import read_yaml_file
+        from repgls.benchmarking import bench, load_bench_config
+
+        try:
+            read_yaml_file(config)  # missing, empty, binary, malformed: one line naming it
+            where = out if out is not None else load_bench_config(config, overrides or None).out
+        except (ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+        check_outputs(("--out", where, True))
 
         def log(msg: str) -> None:
             console.print(f"[dim]·[/] {escape(msg)}")

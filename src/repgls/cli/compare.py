@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repgls.cli._common import fail
+from repgls.cli._common import check_outputs, fail
 
 ORDER = 15
 
@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
         from repgls.cli._common import console
         from repgls.mining.compare import compare_findings
+
+        check_outputs(("--out", out, False))
 
         try:
             classes = None

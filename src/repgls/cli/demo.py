@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repgls.cli._common import fail
+from repgls.cli._common import check_outputs, fail
 
 ORDER = 90
 
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mine samples; pretrain a backbone; compare the oracle, U-Ones and GLS against the truth; report."""
         from repgls.benchmarking.demo import demo
+
+        check_outputs(("--out", out, True))
 
         try:
             given = {"n": n, "size": size, "epochs": epochs, "model": model, "seeds": seeds, "backbone_n": backbone_n,

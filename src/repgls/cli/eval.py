@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from repgls.cli._common import console, fail
+from repgls.cli._common import check_outputs, console, fail
 
 ORDER = 60
 
@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--unmentioned must be negative or ignore, got {unmentioned!r}")
         if not (run / "config.yaml").is_file():
             fail(f"{run}: not a run folder (no config.yaml)")
+        check_outputs(("--out", out if out is not None else run / f"eval-{split}", True))
         from repgls.config import ConfigError
         from repgls.evaluation import evaluate
 

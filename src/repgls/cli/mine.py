@@ -36,6 +36,10 @@ def mine_cmd(
                                             help="csv | tsv | jsonl | parquet | txt | mimic (default: from the "
                                                  "name; stdin defaults to txt)."),
     allow_duplicates: bool = typer.Option(False, "--allow-duplicates", help="Keep rows with a repeated study id."),
+    header: bool | None = typer.Option(None, "--header/--no-header",
+                                       help="CSV / TSV: the first row is a header, or a report (default: "
+                                            "detected; a one-column file whose first row reads like a report, "
+                                            "as the CheXpert labeler's input, has none)."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress",
                                          help="Progress bar on stderr (default: only when stderr is a terminal)."),
     engine: str = typer.Option("rules", "--engine", help="rules (fast, default) | llm (see --model)."),
@@ -59,7 +63,7 @@ def mine_cmd(
         check_writable(out)
         if engine == "llm":
             summary = _run_llm(reports, out, fmt, vocab, id_col, text_cols, input_format, allow_duplicates,
-                               model, base_url, api_key, concurrency, cache, show)
+                               model, base_url, api_key, concurrency, cache, show, header)
         else:
             from repgls.mining.rules import get_miner
 
@@ -67,7 +71,7 @@ def mine_cmd(
             with progress_bar("mining reports", enabled=show, transient=True, console=console) as bar:
                 summary = mine_to_file(reports, out, fmt=fmt, vocab=vocab, sections=sections, id_col=id_col,
                                        text_col=text_cols, input_format=input_format, workers=workers,
-                                       allow_duplicates=allow_duplicates, progress=bar.callback)
+                                       allow_duplicates=allow_duplicates, progress=bar.callback, header=header)
     except (ValueError, OSError) as e:
         fail(str(e))
         return
@@ -75,7 +79,7 @@ def mine_cmd(
 
 
 def _run_llm(reports, out, fmt, vocab, id_col, text_cols, input_format, allow_duplicates, model, base_url,
-             api_key, concurrency, cache, show):
+             api_key, concurrency, cache, show, header=None):
     """--engine llm: read every report, call repgls.mining.llm.mine_llm, write with the same writer."""
     from repgls.mining import MineSummary
     from repgls.mining.readers import ReadStats, iter_reports
@@ -89,7 +93,7 @@ def _run_llm(reports, out, fmt, vocab, id_col, text_cols, input_format, allow_du
     voc = load_vocab(vocab)
     stats = ReadStats()
     items = list(iter_reports(reports, id_col=id_col, text_col=text_cols, input_format=input_format,
-                              allow_duplicates=allow_duplicates, stats=stats))
+                              allow_duplicates=allow_duplicates, stats=stats, header=header))
     t0 = time.perf_counter()
     table = mine_llm(items, voc, model=model, base_url=base_url, api_key=api_key, concurrency=concurrency,
                      cache=cache, progress=show)
@@ -103,4 +107,4 @@ def _run_llm(reports, out, fmt, vocab, id_col, text_cols, input_format, allow_du
         raise
     return MineSummary(reports=len(items), findings=table.num_rows,
                        empty=sum(1 for _, t in items if not t.strip()), undecodable=stats.undecodable,
-                       seconds=time.perf_counter() - t0, out=str(out))
+                       seconds=time.perf_counter() - t0, out=str(out), headerless=stats.headerless)

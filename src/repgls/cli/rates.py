@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repgls.cli._common import console, fail
+from repgls.cli._common import check_outputs, console, fail
 
 ORDER = 20
 
@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
     def rates_cmd(
         findings: Path = typer.Argument(..., help="findings.parquet (or .csv/.jsonl) from `repgls mine`."),
         out: Path = typer.Option(..., "--out", "-o", help="labels.parquet to write."),
-        vocab: str = typer.Option("chexpert14", help="Vocabulary name (chexpert14, nih14, ltml39) or YAML path."),
+        vocab: str | None = typer.Option(None, help="Vocabulary name (chexpert14, nih14, ltml39) or YAML path "
+                                         "(default: the one the findings were mined with, else chexpert14)."),
         policy: str = typer.Option("gls", help="gls | u-ones | u-zeros | u-ignore | hard."),
         r0: float = typer.Option(-0.2, help="Sharpening offset (<= 0) added to the rate of definite statements "
                                  "only (gls)."),
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
         """Turn findings into per-study labels, GLS rates and certainties (labels.parquet)."""
         from repgls.rating import rates, write_labels
 
+        check_outputs(("--out", out, False))
         try:
             df = rates(findings, vocab=vocab, policy=policy, r0=r0, studies=studies, unmentioned=unmentioned,
                        clip=clip, rgn=rgn, id_column=id_column)
@@ -39,5 +41,5 @@ def register(app: typer.Typer) -> None:
         write_labels(df, out)
         classes = df.attrs["repgls"]["classes"]
         mentioned = int(sum(df[f"certainty:{c}"].notna().sum() for c in classes))
-        console.print(f"wrote {out}: {len(df)} studies x {len(classes)} classes, {mentioned} mentions, "
-                      f"policy {policy}" + (f", RGN {rgn}" if rgn else ""))
+        console.print(f"wrote {out}: {len(df)} studies x {len(classes)} classes ({df.attrs['repgls']['vocab']}), "
+                      f"{mentioned} mentions, policy {policy}" + (f", RGN {rgn}" if rgn else ""))

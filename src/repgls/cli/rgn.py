@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repgls.cli._common import console, fail, split_csv
+from repgls.cli._common import check_outputs, console, fail, split_csv
 
 ORDER = 25
 
@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
                           "wording.", no_args_is_help=True)
     app.add_typer(rgn_app, name="rgn")
 
-    @rgn_app.command("train")
+    @rgn_app.command("train", epilog="Example: repgls rgn train reports.csv labels.parquet --out rgn/ "
+                                     "--text-col findings,impression")
     def train_cmd(
         findings: Path = typer.Argument(..., help="findings.parquet (with the 'sentence' of each mention), or a "
                                         "reports file (CSV / JSONL / Parquet / MIMIC tree), mined first."),
@@ -38,11 +39,10 @@ def register(app: typer.Typer) -> None:
         hedge_weight: float = typer.Option(1.0, min=0.0, help="Loss weight of non-definite mentions (rare "
                                            "in reports); definite ones weigh 1."),
     ) -> None:
-        """Train an RGN on the mentions of a findings table (or of reports, mined first).
-
-        Example: repgls rgn train reports.csv labels.parquet --out rgn/ --text-col findings,impression
-        """
+        """Train an RGN on the mentions of a findings table (or of reports, mined first)."""
         from repgls.rating.rgn import findings_or_reports, train_rgn
+
+        check_outputs(("--out", out, True))
 
         try:
             source = findings_or_reports(findings, vocab, id_col, split_csv(text_col))
@@ -57,7 +57,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"wrote {out}: {t['n_mentions']} mentions of {t['n_studies']} studies, "
                       f"final train mse {model.config['history']['train_mse'][-1]:.4f}")
 
-    @rgn_app.command("predict")
+    @rgn_app.command("predict", epilog="Example: repgls rgn predict reports.csv --rgn rgn/ --out rates.parquet "
+                                       "--text-col findings,impression")
     def predict_cmd(
         findings: Path = typer.Argument(..., help="findings.parquet (with the 'sentence' of each mention), or a "
                                         "reports file, mined first."),
@@ -66,11 +67,10 @@ def register(app: typer.Typer) -> None:
         id_col: str | None = typer.Option(None, "--id-col", help="Reports input: id column."),
         text_col: str | None = typer.Option(None, "--text-col", help="Reports input: text column(s), comma-separated."),
     ) -> None:
-        """Predict a GLS rate per mention; writes study_id, finding, status, certainty, rate_mined, rate_rgn.
-
-        Example: repgls rgn predict reports.csv --rgn rgn/ --out rates.parquet --text-col findings,impression
-        """
+        """Predict a GLS rate per mention; writes study_id, finding, status, certainty, rate_mined, rate_rgn."""
         from repgls.rating.rgn import RGN, findings_or_reports, predict_findings
+
+        check_outputs(("--out", out, False))
 
         try:
             model = RGN.load(rgn)
@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
                                                          split_csv(text_col)))
         except (ValueError, FileNotFoundError, TypeError) as exc:
             fail(str(exc))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(out, index=False)
+        from repgls._io import atomic_write_parquet
+
+        atomic_write_parquet(df, out)
         console.print(f"wrote {out}: {len(df)} mentions")

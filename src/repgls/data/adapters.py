@@ -104,10 +104,13 @@ def _find_file(root: Path, names: Iterable[str], what: str, required: bool = Tru
 
 
 def _read_csv(path: Path, **kw: Any) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, **kw)  # .gz handled by pandas
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read CSV ({exc})") from exc
+    """pd.read_csv (.gz handled by pandas); a failure is one ValueError naming the file, never its bytes."""
+    from repgls._io import check_text_file, reading
+
+    if not str(path).endswith(".gz"):
+        check_text_file(path, "CSV")
+    with reading(path, "CSV"):
+        return pd.read_csv(path, **kw)
 
 
 def _require(df: pd.DataFrame, cols: Iterable[str], path: Path | str) -> None:
@@ -446,7 +449,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
             raise FileNotFoundError(f"{path}: no index.parquet / index.csv in this folder")
         path = hit
     if path.suffix == ".parquet":
-        t = pd.read_parquet(path)
+        from repgls._io import reading
+
+        with reading(path, "Parquet"):
+            t = pd.read_parquet(path)
     else:
         t = _read_csv(path, dtype={c: str for c in ("image_id", "study_id", "patient_id", "split", "view")},
                       keep_default_na=False, na_values=[""])
@@ -508,6 +514,21 @@ class AlignedLabels(NamedTuple):
     classes: tuple
 
 
+def match_study_ids(study_ids: Iterable[str], label_ids: Iterable[str]) -> np.ndarray:
+    """Per image study id, the row of ``label_ids`` it matches (-1: none): exactly, or, when fewer than half of
+    the images match exactly, by a loose key (``s123`` == ``123``)."""
+    sids = [str(s) for s in study_ids]
+    lab_ids = [str(s) for s in label_ids]
+    pos = {s: i for i, s in enumerate(lab_ids)}
+    idx = np.array([pos.get(s, -1) for s in sids], dtype=np.int64)
+    if len(sids) and (idx >= 0).mean() < 0.5:
+        loose = {_norm_id(s): i for i, s in enumerate(lab_ids)}
+        idx2 = np.array([loose.get(_norm_id(s), -1) for s in sids], dtype=np.int64)
+        if (idx2 >= 0).sum() > (idx >= 0).sum():
+            idx = idx2
+    return idx
+
+
 def align_labels(study_ids: Iterable[str], labels: Any) -> AlignedLabels:
     """Join per-study labels onto image rows.
 
@@ -522,18 +543,11 @@ def align_labels(study_ids: Iterable[str], labels: Any) -> AlignedLabels:
 
         labels = read_labels(labels)
     sids = [str(s) for s in study_ids]
-    lab_ids = [str(s) for s in labels.study_ids]
     y_all = np.asarray(labels.y, dtype=np.float32)
     r_all = np.asarray(labels.r, dtype=np.float32) if getattr(labels, "r", None) is not None \
         else np.zeros_like(y_all)
     p_all = getattr(labels, "p", None)
-    pos = {s: i for i, s in enumerate(lab_ids)}
-    idx = np.array([pos.get(s, -1) for s in sids], dtype=np.int64)
-    if len(sids) and (idx >= 0).mean() < 0.5:
-        loose = {_norm_id(s): i for i, s in enumerate(lab_ids)}
-        idx2 = np.array([loose.get(_norm_id(s), -1) for s in sids], dtype=np.int64)
-        if (idx2 >= 0).sum() > (idx >= 0).sum():
-            idx = idx2
+    idx = match_study_ids(sids, labels.study_ids)
     k = y_all.shape[1]
     y = np.zeros((len(sids), k), dtype=np.float32)
     r = np.zeros((len(sids), k), dtype=np.float32)

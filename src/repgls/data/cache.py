@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repgls._io import atomic_path, atomic_write_text
+from repgls._io import atomic_path, atomic_write_text, check_writable, ignore_sigint
 from repgls.data.images import NORM_MEAN, NORM_STD, ResizeMode, load_resized
 from repgls.progress import progress_bar
 
@@ -85,7 +85,9 @@ def read_status(cache_dir: str | Path) -> np.ndarray:
 _W: dict[str, Any] = {}
 
 
-def _init_worker(images_path: str, n: int, size: int, mode: str) -> None:
+def _init_worker(images_path: str, n: int, size: int, mode: str, pool: bool = False) -> None:
+    if pool:  # Ctrl-C is the parent's to handle: no traceback per worker
+        ignore_sigint()
     _W["mm"] = np.memmap(images_path, dtype=np.uint8, mode="r+", shape=(n, size, size))
     _W["size"], _W["mode"] = size, mode
 
@@ -137,7 +139,7 @@ def prepare_cache(
         raise ValueError(f"mode must be 'pad' or 'crop', got {mode!r}")
     if len(index) == 0:
         raise ValueError("the image index is empty: nothing to prepare (check --view / the dataset root)")
-    out = Path(out)
+    out = check_writable(out, folder=True, what="output folder")
     out.mkdir(parents=True, exist_ok=True)
     index = index.reset_index(drop=True)
     paths = index["path"].astype(str).tolist()
@@ -195,7 +197,7 @@ def prepare_cache(
         else:
             # fork is fast; spawn when torch (threads) is already loaded in this process or fork is missing.
             method = "fork" if "fork" in mp.get_all_start_methods() and "torch" not in sys.modules else "spawn"
-            pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=args)
+            pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(*args, True))
             results = pool.imap_unordered(_work, tasks)
         try:
             for rows, st, errs in results:
@@ -239,6 +241,7 @@ def prepare(dataset: str, root: str | Path, out: str | Path, *, size: int = 256,
     """
     from repgls.data.adapters import create_dataset
 
+    check_writable(out, folder=True, what="output folder")  # before indexing the dataset
     index = create_dataset(dataset, root, view=view, val_fraction=val_fraction, test_fraction=test_fraction,
                            seed=seed, **adapter_kw)
     if limit:

@@ -4,6 +4,10 @@
 cache's resize rule (``repgls.data.images.load_resized`` + ``normalize``: exactly what ``repgls prepare``
 and the torch dataset do), and returns per-image probabilities and, for LU-ViT, the predicted report rate
 and the certainty a radiologist's report would convey (see :func:`expected_certainty`).
+
+No torch at import: the helpers here (:func:`read_images`, :func:`prediction_columns`, :func:`expand_images`)
+also serve the torch-free ONNX predictor (:mod:`repgls.evaluation.onnx_predict`); torch loads inside
+:func:`predict` and :func:`predict_images`.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from repgls._io import atomic_write_parquet
-from repgls.evaluation.run import LoadedRun, forward_batches, load_run
+from repgls._io import atomic_write_parquet, check_writable
 
-__all__ = ["CERTAINTY_RULE", "IMAGE_SUFFIXES", "expected_certainty", "pick_cam_images", "predict",
-           "predict_images", "prediction_columns", "top_classes"]
+if TYPE_CHECKING:
+    import torch
+
+    from repgls.evaluation.run import LoadedRun
+
+__all__ = ["CERTAINTY_RULE", "IMAGE_SUFFIXES", "expand_images", "expected_certainty", "pick_cam_images", "predict",
+           "predict_images", "prediction_columns", "read_images", "top_classes"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".dic", ".tif", ".tiff", ".bmp")
 
@@ -85,7 +92,7 @@ def pick_cam_images(prob: np.ndarray, classes: Sequence[str], n: int) -> tuple[l
     return chosen, [int(top[i]) for i in chosen]
 
 
-def _expand_images(images: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+def expand_images(images: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Files as given; folders expand to their image files (IMAGE_SUFFIXES, sorted, not recursive)."""
     items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     out: list[Path] = []
@@ -103,6 +110,29 @@ def _expand_images(images: str | os.PathLike | Iterable[str | os.PathLike]) -> l
     return out
 
 
+def read_images(paths: Sequence[str | os.PathLike], size: int, mode: str = "pad",
+                skip_errors: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Read and resize image files by the cache's rule (``repgls.data.images.load_resized``; no torch).
+
+    Returns the uint8 pixels [N, S, S] of the readable files and one error message per file ("" when read),
+    in input order. Unreadable files raise ``ImageReadError`` unless ``skip_errors`` (then they are left out).
+    The model input is ``repgls.data.images.normalize(pixels)[:, None]``.
+    """
+    from repgls.data.images import ImageReadError, load_resized
+
+    u8: list[np.ndarray] = []
+    errors: list[str] = []
+    for p in paths:
+        try:
+            u8.append(load_resized(p, size, mode))  # type: ignore[arg-type]
+            errors.append("")
+        except ImageReadError as e:
+            if not skip_errors:
+                raise
+            errors.append(str(e))
+    return (np.stack(u8) if u8 else np.zeros((0, size, size), np.uint8)), errors
+
+
 def predict_images(lr: LoadedRun, paths: Sequence[str | os.PathLike], batch_size: int = 32,
                    skip_errors: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
     """Read, resize (cache rule), normalise and predict image files with a loaded run.
@@ -111,19 +141,12 @@ def predict_images(lr: LoadedRun, paths: Sequence[str | os.PathLike], batch_size
     [N, S, S], and one error message per file ("" when read), in input order. Unreadable files raise
     ``ImageReadError`` unless ``skip_errors`` (then they are left out of the arrays).
     """
-    from repgls.data.images import ImageReadError, load_resized, normalize
+    import torch
 
-    u8: list[np.ndarray] = []
-    errors: list[str] = []
-    for p in paths:
-        try:
-            u8.append(load_resized(p, lr.image_size, lr.resize_mode))  # type: ignore[arg-type]
-            errors.append("")
-        except ImageReadError as e:
-            if not skip_errors:
-                raise
-            errors.append(str(e))
-    pix = np.stack(u8) if u8 else np.zeros((0, lr.image_size, lr.image_size), np.uint8)
+    from repgls.data.images import normalize
+    from repgls.evaluation.run import forward_batches
+
+    pix, errors = read_images(paths, lr.image_size, lr.resize_mode, skip_errors)
 
     def batches() -> Iterable[torch.Tensor]:
         for i in range(0, len(pix), batch_size):
@@ -166,14 +189,23 @@ def predict(run_dir: str | os.PathLike, images: str | os.PathLike | Iterable[str
         ``cam`` (when ``cam``): the overlay PNG path(s), ";"-joined when several ``cam_classes`` are given.
         ``df.attrs["errors"]`` maps skipped files to their error.
     """
+    import torch
+
     from repgls.data.images import normalize
+    from repgls.evaluation.run import load_run
     from repgls.explain import save_cam_pngs
 
+    cdir = Path(cam_dir) if cam_dir is not None else (
+        Path(out).parent / f"{Path(out).stem}-cams" if out is not None else Path("predict-cams"))
+    if out is not None:  # output places checked before the model is loaded or any image read
+        check_writable(out, what="output file")
+    if cam:
+        check_writable(cdir, folder=True, what="CAM folder")
     lr = load_run(run_dir, checkpoint, device, image_size=image_size)
     unknown = [c for c in cam_classes or [] if c not in lr.classes]
     if unknown:
         raise ValueError(f"unknown CAM class(es) {unknown}; the run's classes: {', '.join(lr.classes)}")
-    paths = _expand_images(images)
+    paths = expand_images(images)
     res, pix, errors = predict_images(lr, paths, batch_size, skip_errors)
     ok = [p for p, e in zip(paths, errors, strict=True) if not e]
     prob = np.clip(res["prob"], 0.0, 1.0)
@@ -182,8 +214,6 @@ def predict(run_dir: str | os.PathLike, images: str | os.PathLike | Iterable[str
     df.attrs["errors"] = {str(p): e for p, e in zip(paths, errors, strict=True) if e}
 
     if cam and ok:
-        cdir = Path(cam_dir) if cam_dir is not None else (
-            Path(out).parent / f"{Path(out).stem}-cams" if out is not None else Path("predict-cams"))
         names = _unique_names(ok)
         x = torch.from_numpy(normalize(pix))[:, None]
         if cam_classes:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from repgls._io import ignore_sigint
 from repgls.mining.readers import ReadStats, iter_report_batches, iter_reports
 from repgls.mining.rules import RuleMiner, get_miner
 from repgls.mining.schema import FINDINGS_SCHEMA, validate_findings
@@ -37,6 +38,7 @@ class MineSummary:
     undecodable: int = 0
     seconds: float = 0.0
     out: str = ""
+    headerless: bool = False  # the CSV input was read without a header row
 
     @property
     def reports_per_s(self) -> float:
@@ -44,7 +46,8 @@ class MineSummary:
 
     def __str__(self) -> str:
         return (f"{self.reports} reports, {self.findings} findings, {self.empty} empty, "
-                f"{self.undecodable} with undecodable bytes, {self.reports_per_s:,.0f} reports/s")
+                f"{self.undecodable} with undecodable bytes, {self.reports_per_s:,.0f} reports/s"
+                + ("; the input has no header row (one report per row)" if self.headerless else ""))
 
 
 def _sections(sections: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -71,7 +74,9 @@ def mine_report(text: str, vocab: str = "chexpert14", sections: str | list[str] 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(vocab: str, sections: tuple[str, ...] | None) -> None:
+def _init_worker(vocab: str, sections: tuple[str, ...] | None, pool: bool = False) -> None:
+    if pool:  # Ctrl-C is the parent's to handle: no traceback per worker
+        ignore_sigint()
     _WORKER["miner"] = get_miner(vocab, sections)
 
 
@@ -102,7 +107,7 @@ def _mine_batches(batches: Iterator[list[tuple[str, str]]], vocab: str, sections
     from collections import deque
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(vocab, sections)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(vocab, sections, True)) as pool:
         pending: deque = deque()
         for b in batches:  # bounded read-ahead: at most 2 batches per worker in flight
             pending.append((b, pool.apply_async(_work, (b,))))
@@ -116,7 +121,7 @@ def _mine_batches(batches: Iterator[list[tuple[str, str]]], vocab: str, sections
 
 def mine(reports: Any, *, vocab: str = "chexpert14", sections: str | list[str] | None = None,
          id_col: str | None = None, text_col: str | list[str] | None = None, input_format: str | None = None,
-         workers: int = 1, allow_duplicates: bool = False) -> pa.Table:
+         workers: int = 1, allow_duplicates: bool = False, header: bool | None = None) -> pa.Table:
     """Mine many reports into one in-memory findings table (FINDINGS_SCHEMA).
 
     Args:
@@ -125,11 +130,12 @@ def mine(reports: Any, *, vocab: str = "chexpert14", sections: str | list[str] |
         vocab: chexpert14 | nih14 | ltml39 | a YAML path.
         sections: mine only these sections ("impression,findings"); whole text when none is present.
         workers: processes (1 = in-process).
+        header: CSV / TSV has a header row (True), none (False), or detected (None).
     """
     secs = _sections(sections)
     get_miner(vocab, secs)  # compile (and validate) before reading
     batches = iter_report_batches(reports, id_col=id_col, text_col=text_col, input_format=input_format,
-                                  allow_duplicates=allow_duplicates)
+                                  allow_duplicates=allow_duplicates, header=header)
     tables = [t for _b, t, _e in _mine_batches(batches, vocab, secs, workers)]
     return pa.concat_tables(tables) if tables else rows_to_table([])
 
@@ -138,10 +144,11 @@ def mine_to_file(reports: Any, out: str | Path, *, fmt: str = "parquet", vocab: 
                  sections: str | list[str] | None = None, id_col: str | None = None,
                  text_col: str | list[str] | None = None, input_format: str | None = None, workers: int = 1,
                  allow_duplicates: bool = False, batch_size: int = 2000,
-                 progress: Callable[[int], None] | None = None) -> MineSummary:
+                 progress: Callable[[int], None] | None = None, header: bool | None = None) -> MineSummary:
     """Stream reports through the rule miner into ``out`` (parquet | csv | chexpert-csv); bounded memory.
 
-    ``progress`` (optional) is called with the number of reports done after each batch.
+    ``progress`` (optional) is called with the number of reports done after each batch; ``header`` as in
+    :func:`mine`.
     Raises ValueError (bad input, unwritable out) before writing anything under the final name.
     """
     secs = _sections(sections)
@@ -154,7 +161,8 @@ def mine_to_file(reports: Any, out: str | Path, *, fmt: str = "parquet", vocab: 
     t0 = time.perf_counter()
     try:
         batches = iter_report_batches(reports, id_col=id_col, text_col=text_col, input_format=input_format,
-                                      allow_duplicates=allow_duplicates, stats=stats, batch_size=batch_size)
+                                      allow_duplicates=allow_duplicates, stats=stats, batch_size=batch_size,
+                                      header=header)
         for batch, table, empty in _mine_batches(batches, vocab, secs, workers):
             writer.write(batch, table)
             summary.findings += table.num_rows
@@ -167,5 +175,6 @@ def mine_to_file(reports: Any, out: str | Path, *, fmt: str = "parquet", vocab: 
         writer.abort()
         raise
     summary.undecodable = stats.undecodable
+    summary.headerless = stats.headerless
     summary.seconds = time.perf_counter() - t0
     return summary

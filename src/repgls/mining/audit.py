@@ -118,16 +118,16 @@ class _Findings:
     def __init__(self, source: Any, where: str | None = None) -> None:
         import pyarrow.parquet as pq
 
+        from repgls._io import reading
+
         self.pf = None
         self.table: pa.Table | None = None
         if isinstance(source, (str, Path)):
             self.where = str(source)
             if not Path(source).is_file():
                 raise ValueError(f"{self.where}: file not found")
-            try:
+            with reading(self.where, "Parquet findings table"):
                 self.pf = pq.ParquetFile(source, read_dictionary=INDEX_COLUMNS[:3])
-            except (pa.ArrowInvalid, OSError) as e:
-                raise ValueError(f"{self.where}: not a readable Parquet findings table ({e})") from e
             schema = self.pf.schema_arrow
         else:
             self.where = where or "findings"

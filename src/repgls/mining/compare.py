@@ -34,15 +34,15 @@ def read_findings(source: str | Path | pa.Table | pd.DataFrame, where: str | Non
     """
     import pyarrow.parquet as pq
 
+    from repgls._io import reading
+
     if isinstance(source, (str, Path)):
         path = Path(source)
         where = where or str(path)
         if not path.exists():
             raise ValueError(f"{where}: file not found")
-        try:
+        with reading(where, "Parquet findings table"):
             table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise ValueError(f"{where}: not a readable Parquet findings table ({e})") from e
     elif isinstance(source, pd.DataFrame):
         table = pa.Table.from_pandas(source, preserve_index=False)
     else:

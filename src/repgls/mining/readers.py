@@ -2,7 +2,9 @@
 
 Every reader streams ``(study_id, text)`` pairs in batches (bounded memory), so the miners (rules and LLM)
 share one input path: :func:`iter_reports` (pairs) and :func:`iter_report_batches` (lists of pairs).
-Undecodable bytes are replaced (U+FFFD) and counted, never fatal.
+Undecodable bytes are replaced (U+FFFD) and counted, never fatal. A file that cannot be read (missing, empty,
+binary, truncated, malformed) raises one ``ValueError("<path>: <what is wrong>")`` and never echoes its bytes.
+A one-column CSV whose first row reads like a report has no header (the CheXpert labeler's input format).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from repgls._io import check_text_file, reading
 
 ID_CANDIDATES = ("study_id", "id", "uid", "report_id", "filename", "accession", "dicom_id")
 TEXT_CANDIDATES = ("report", "text", "reports", "report_text", "Report Impression", "Reports", "impression",
@@ -30,6 +34,7 @@ class ReadStats:
 
     reports: int = 0
     undecodable: int = 0
+    headerless: bool = False  # a CSV / TSV read without a header row (detected or --no-header)
     seen: set[str] = field(default_factory=set, repr=False)
 
 
@@ -51,21 +56,45 @@ def detect_format(source: str | Path, input_format: str | None = None) -> str:
     raise ValueError(f"{source}: cannot tell the format from the name; pass --input-format ({', '.join(FORMATS)})")
 
 
+def _reads_like_text(name: str) -> bool:
+    """A header cell that is rather a report (several words, or a sentence): never shown, maybe no header."""
+    return len(name.split()) >= 4 or ". " in name or len(name) > 60
+
+
+def _show_columns(columns: list[str], limit: int = 12) -> str:
+    """Column names for an error message; a name that reads like report text is not printed (patient data)."""
+    shown = [f"<{len(c)} characters>" if _reads_like_text(c) else
+             "".join(ch if ch.isprintable() else "?" for ch in c) for c in map(str, columns[:limit])]
+    return ", ".join(shown) + (f", ... ({len(columns)} columns)" if len(columns) > limit else "")
+
+
 def _pick(columns: list[str], wanted: list[str] | None, candidates: tuple[str, ...], what: str,
           where: str, required: bool) -> list[str]:
     if wanted:
         missing = [c for c in wanted if c not in columns]
         if missing:
             raise ValueError(f"{where}: no {what} column {', '.join(map(repr, missing))}; "
-                             f"columns are: {', '.join(map(str, columns))}")
+                             f"columns are: {_show_columns(columns)}")
         return list(wanted)
     for c in candidates:
         if c in columns:
             return [c]
     if required:
-        raise ValueError(f"{where}: no {what} column found (tried {', '.join(candidates)}); pass --{what}-col; "
-                         f"columns are: {', '.join(map(str, columns))}")
+        hint = " (or --no-header if its first row is a report)" if len(columns) == 1 else ""
+        raise ValueError(f"{where}: no {what} column found (tried {', '.join(candidates)}); pass --{what}-col"
+                         f"{hint}; columns are: {_show_columns(columns)}")
     return []
+
+
+def headerless(columns: list[str], header: bool | None, text_cols: list[str] | None, id_col: str | None) -> bool:
+    """Whether a CSV / TSV has no header row: ``header=False``, or (``header=None``, no column named by the
+    caller) one column whose name is no known id / text column and reads like a report."""
+    if header is not None:
+        return not header
+    if text_cols or id_col or len(columns) != 1:
+        return False
+    name = str(columns[0])
+    return name not in TEXT_CANDIDATES + ID_CANDIDATES and _reads_like_text(name)
 
 
 def _clean(value: Any) -> str:
@@ -97,8 +126,10 @@ def _open_binary(source: str | Path) -> BinaryIO:
     return open(source, "rb")
 
 
-def _table_batches(source: str | Path, fmt: str, batch_size: int) -> tuple[list[str], Iterator[Any]]:
-    """(column names, iterator of pandas DataFrames) for csv/tsv/jsonl/parquet."""
+def _table_batches(source: str | Path, fmt: str, batch_size: int,
+                   no_header: Any = None) -> tuple[list[str], Iterator[Any]]:
+    """(column names, iterator of pandas DataFrames) for csv/tsv/jsonl/parquet. ``no_header(columns)`` says
+    whether a CSV / TSV has no header row (its one column is then named ``report``)."""
     import pandas as pd
 
     if fmt == "parquet":
@@ -120,11 +151,14 @@ def _table_batches(source: str | Path, fmt: str, batch_size: int) -> tuple[list[
         head = pd.read_csv(fh, sep=sep, nrows=0, encoding="utf-8", encoding_errors="replace")
         cols = [str(c) for c in head.columns]
         fh.seek(0)
+        names: dict[str, Any] = {}
+        if no_header is not None and no_header(cols):
+            cols, names = ["report"], {"header": None, "names": ["report"]}
 
         def gen_csv(columns: list[str]) -> Iterator[Any]:
             yield from pd.read_csv(fh, sep=sep, usecols=columns, dtype=str, keep_default_na=False,
                                    na_values=[""], chunksize=batch_size, encoding="utf-8",
-                                   encoding_errors="replace")
+                                   encoding_errors="replace", **names)
 
         return cols, gen_csv  # type: ignore[return-value]
     if fmt == "jsonl":
@@ -163,9 +197,14 @@ def _table_batches(source: str | Path, fmt: str, batch_size: int) -> tuple[list[
 
 
 def _iter_table(source: str | Path, fmt: str, id_col: str | None, text_cols: list[str] | None,
-                batch_size: int) -> Iterator[list[tuple[str, str]]]:
+                batch_size: int, header: bool | None, stats: ReadStats) -> Iterator[list[tuple[str, str]]]:
     where = str(source) if str(source) != "-" else "<stdin>"
-    cols, gen = _table_batches(source, fmt, batch_size)
+
+    def no_header(columns: list[str]) -> bool:
+        stats.headerless = headerless(columns, header, text_cols, id_col)
+        return stats.headerless
+
+    cols, gen = _table_batches(source, fmt, batch_size, no_header)
     tcols = _pick(cols, text_cols, TEXT_CANDIDATES, "text", where, required=True)
     icols = _pick(cols, [id_col] if id_col else None, ID_CANDIDATES, "id", where, required=False)
     use = list(dict.fromkeys(icols + tcols))
@@ -217,9 +256,25 @@ def _iter_tree(root: Path, batch_size: int) -> Iterator[list[tuple[str, str]]]:
         yield batch
 
 
+#: What each format is called in error messages.
+KINDS = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON lines", "parquet": "Parquet", "txt": "text", "mimic": "folder"}
+
+
+def _guarded(batches: Iterator[list[tuple[str, str]]], where: str, kind: str) -> Iterator[list[tuple[str, str]]]:
+    """``batches`` with any reader failure, at open or mid-file, turned into ``ValueError("<where>: ...")``."""
+    it = iter(batches)
+    while True:
+        with reading(where, kind):
+            batch = next(it, None)
+        if batch is None:
+            return
+        yield batch
+
+
 def iter_report_batches(source: Any, *, id_col: str | None = None, text_col: str | list[str] | None = None,
                         input_format: str | None = None, allow_duplicates: bool = False,
-                        stats: ReadStats | None = None, batch_size: int = 2000) -> Iterator[list[tuple[str, str]]]:
+                        stats: ReadStats | None = None, batch_size: int = 2000,
+                        header: bool | None = None) -> Iterator[list[tuple[str, str]]]:
     """Stream ``(study_id, text)`` batches from a file path, folder, "-" (stdin), a DataFrame or pairs.
 
     Args:
@@ -228,10 +283,13 @@ def iter_report_batches(source: Any, *, id_col: str | None = None, text_col: str
         id_col: id column (default: the first of ID_CANDIDATES present, else the row number).
         text_col: text column(s); several are joined with section headers (see :func:`join_text`).
         allow_duplicates: if False a repeated study id raises ValueError naming the row.
-        stats: counters to fill (reports, undecodable).
+        stats: counters to fill (reports, undecodable, headerless).
+        header: CSV / TSV: the first row is a header (True), a report (False), or detected (None: a one-column
+            file whose first row reads like a report has no header, as the CheXpert labeler's input).
 
     Raises:
-        ValueError: unknown format, missing column (names the columns that exist), duplicate id, bad JSON line.
+        ValueError: unknown format, missing column (names the columns that exist), duplicate id, bad JSON line,
+            a file that is missing, empty, binary or truncated (always ``"<path>: <what is wrong>"``).
     """
     stats = stats if stats is not None else ReadStats()
     tcols = [text_col] if isinstance(text_col, str) else (list(text_col) if text_col else None)
@@ -244,10 +302,12 @@ def iter_report_batches(source: Any, *, id_col: str | None = None, text_col: str
         fmt = detect_format(source, input_format)
         if fmt == "mimic":
             gen = _iter_tree(Path(source), batch_size)
-        elif fmt == "txt":
-            gen = _iter_txt(source, batch_size)
         else:
-            gen = _iter_table(source, fmt, id_col, tcols, batch_size)
+            if str(source) != "-" and fmt != "parquet":
+                check_text_file(source, KINDS[fmt])
+            inner = (_iter_txt(source, batch_size) if fmt == "txt"
+                     else _iter_table(source, fmt, id_col, tcols, batch_size, header, stats))
+            gen = _guarded(inner, where, KINDS[fmt])
     elif hasattr(source, "columns") and hasattr(source, "iloc"):  # pandas DataFrame
         cols = [str(c) for c in source.columns]
         tc = _pick(cols, tcols, TEXT_CANDIDATES, "text", "DataFrame", required=True)

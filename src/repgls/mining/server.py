@@ -1,7 +1,8 @@
 """``repgls serve``: a small OpenAI-compatible server over the in-process transformers backend.
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (non-streaming; ``response_format`` of type
-``json_schema`` or ``json_object`` is enforced by xgrammar constrained decoding; ``temperature``,
+``json_schema`` or ``json_object`` (a JSON object) is enforced by xgrammar constrained decoding; a ``model``
+other than the served name is a 404 ``model_not_found``; ``temperature``,
 ``max_tokens`` / ``max_completion_tokens``, ``seed``, ``chat_template_kwargs`` honoured), ``GET /health``
 (``{"status": "ok", "requests_served": n}``).
 
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.wfile.flush()
 
-    def _error(self, code: int, message: str, kind: str = "invalid_request_error") -> None:
-        self._send(code, {"error": {"message": message, "type": kind, "code": code}})
+    def _error(self, status: int, message: str, kind: str = "invalid_request_error", **extra: Any) -> None:
+        """An OpenAI-style error body; ``extra`` adds or replaces fields (``param``, ``code``)."""
+        self._send(status, {"error": {"message": message, "type": kind, "code": status, **extra}})
 
     def _authorised(self) -> bool:
         if not self.server.api_key:
@@ -94,6 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("body is not a JSON object")
         except ValueError as e:
             self._error(400, f"bad JSON body: {e}")
+            return
+        model = req.get("model")
+        if model is not None and model != self.server.served_name:  # as OpenAI-compatible servers answer
+            self._error(404, f"The model `{model}` does not exist.", param="model", code="model_not_found")
             return
         try:
             kwargs = _parse_request(req)
@@ -146,8 +153,8 @@ def _parse_request(req: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(schema, dict):
             raise ValueError("response_format.json_schema.schema must be an object")
         constrained = True
-    elif kind == "json_object":
-        schema, constrained = None, True
+    elif kind == "json_object":  # a JSON object, as OpenAI's JSON mode gives (any JSON would allow arrays)
+        schema, constrained = {"type": "object"}, True
     elif kind == "text":
         schema, constrained = None, False
     else:
@@ -169,12 +176,30 @@ def _parse_request(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_model_source(model: str) -> None:
+    """Before loading anything: a local model must be a folder with ``config.json``; a path that does not exist
+    (absolute, ``./``, ``~``, or more than one ``/``) is no Hugging Face id (``org/name``) either.
+
+    Raises:
+        ValueError: one line naming the path.
+    """
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ValueError(f"{model}: is a file, not a model folder")
+        if not (p / "config.json").is_file():
+            raise ValueError(f"{model}: not a model folder (no config.json)")
+    elif model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        raise ValueError(f"{model}: no such model folder")
+
+
 def make_server(
     model: str, host: str = "127.0.0.1", port: int = 8000, *, served_model_name: str | None = None,
     device: str | None = None, dtype: str | None = None, threads: int | None = None,
     max_requests: int | None = None, api_key: str | None = None,
 ) -> _Server:
     """Load the model and bind the server (call ``serve_forever()`` on the result; port 0 = any free)."""
+    check_model_source(model)
     from repgls.mining.llm_backends import TransformersBackend
 
     if threads:

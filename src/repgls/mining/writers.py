@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from repgls._io import check_writable as _check_writable
 from repgls.mining.schema import FINDINGS_COLUMNS, FINDINGS_SCHEMA
 
 OUT_FORMATS = ("parquet", "csv", "chexpert-csv")
@@ -22,21 +23,9 @@ CHEXPERT_CODE = {"positive": "1.0", "negative": "0.0", "uncertain": "-1.0"}
 
 
 def check_writable(out: str | Path) -> Path:
-    """Fail early (ValueError) if ``out`` cannot be written: missing folder, a folder, no permission."""
-    p = Path(out)
-    if p.is_dir():
-        raise ValueError(f"--out {p}: is a folder, give a file name")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"--out {p}: folder {parent} does not exist")
-    part = p.with_name(p.name + ".part")
-    try:
-        with open(part, "wb"):
-            pass
-    except OSError as e:
-        raise ValueError(f"--out {p}: cannot write ({e.strerror})") from None
-    os.remove(part)
-    return p
+    """Fail early (ValueError) if ``out`` cannot be written: missing folder, a folder, no permission, a
+    read-only file system (:func:`repgls._io.check_writable`; the folder must exist)."""
+    return _check_writable(out, parents=False, what="--out")
 
 
 def rows_to_table(rows: list[tuple]) -> pa.Table:
@@ -75,7 +64,8 @@ class FindingsWriter:
             self._pq = pq.ParquetWriter(self.part, schema, compression="zstd")
         else:
             self._fh = open(self.part, "w", encoding="utf-8", newline="")
-            self._csv = csv.writer(self._fh)
+            # the CheXpert labeler's file ends lines with "\n" (pandas): byte for byte the same output
+            self._csv = csv.writer(self._fh, lineterminator="\n" if fmt == "chexpert-csv" else "\r\n")
             if fmt == "csv":
                 self._csv.writerow(FINDINGS_COLUMNS)
             else:

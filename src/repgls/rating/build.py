@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repgls.rating.findings import read_findings, read_study_ids
+from repgls.rating.findings import findings_vocab, read_findings, read_study_ids
 from repgls.rating.labels import LabelTable
 from repgls.rating.mapping import DEFAULT_CLIP, DEFAULT_R0, POLICIES, map_mentions, unmentioned_value
 
 
-def rates(findings: Any, vocab: str = "chexpert14", policy: str = "gls", r0: float = DEFAULT_R0,
+def rates(findings: Any, vocab: str | None = None, policy: str = "gls", r0: float = DEFAULT_R0,
           studies: Iterable[str] | str | Path | None = None, unmentioned: str = "zero",
           clip: float = DEFAULT_CLIP, rgn: Any = None, id_column: str = "study_id") -> pd.DataFrame:
     """Turn findings into per-study labels, GLS rates and certainties (the labels.parquet layout).
@@ -23,7 +23,8 @@ def rates(findings: Any, vocab: str = "chexpert14", policy: str = "gls", r0: flo
     Args:
         findings: findings.parquet path, pyarrow Table or DataFrame (FINDINGS_SCHEMA; needs at least
             study_id, finding, status, certainty, and ``sentence`` when ``rgn`` is given).
-        vocab: vocabulary name or YAML path; fixes the classes and their order (K).
+        vocab: vocabulary name or YAML path; fixes the classes and their order (K). Default: the one the
+            findings were mined with (their metadata), else chexpert14.
         policy: ``gls`` (default mapping), ``u-ones``, ``u-zeros``, ``u-ignore`` or ``hard``
             (see :mod:`repgls.rating.mapping`).
         r0: sharpening offset (<= 0) added to the rate of definite statements only (gls policy).
@@ -40,11 +41,9 @@ def rates(findings: Any, vocab: str = "chexpert14", policy: str = "gls", r0: flo
         DataFrame with ``study_id``, ``label:C``, ``rate:C``, ``certainty:C`` (float32) per class C;
         ``df.attrs["repgls"]`` holds the metadata written to the parquet file.
     """
-    from repgls.vocab import load_vocab
-
-    voc = load_vocab(vocab)
+    voc, hint = _vocabulary(findings, vocab)
     classes = voc.classes
-    df = read_findings(findings, classes)
+    df = read_findings(findings, classes, vocab_hint=hint)
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     if rgn is not None and policy != "gls":
@@ -81,6 +80,27 @@ def rates(findings: Any, vocab: str = "chexpert14", policy: str = "gls", r0: flo
     p[ri, ci] = df["certainty"].to_numpy(dtype=np.float32)
     json.dumps(meta)  # metadata must stay JSON-serialisable
     return LabelTable(np.asarray(study_ids, dtype=str), tuple(classes), y, r, p, meta).to_frame()
+
+
+def _vocabulary(findings: Any, vocab: str | None) -> tuple[Any, str]:
+    """The vocabulary to build labels in (given, else the findings' own, else chexpert14) and the hint an
+    unknown-class error ends with (which vocabulary the findings were mined with)."""
+    from repgls.vocab import load_vocab
+
+    mined = findings_vocab(findings)
+    where = str(findings) if isinstance(findings, (str, Path)) else "the findings"
+    if vocab is None and mined is not None:
+        try:
+            return load_vocab(mined), ""
+        except ValueError:
+            raise ValueError(f"{where}: mined with vocabulary {mined!r}, which is not built in; pass --vocab "
+                             "with its YAML file") from None
+    voc = load_vocab(vocab or "chexpert14")
+    hint = ""
+    if mined is not None and mined != voc.name:
+        hint = (f"; {where} was mined with vocabulary {mined!r}, not {voc.name!r}: pass --vocab {mined} "
+                "(or leave --vocab out)")
+    return voc, hint
 
 
 def _version() -> str:

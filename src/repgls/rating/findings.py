@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from repgls._io import check_text_file, reading
 from repgls.mining.schema import STATUSES
 
 REQUIRED = ("study_id", "finding", "status", "certainty")
@@ -23,22 +24,52 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     suffix = "".join(path.suffixes[-2:]).lower()
-    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
-        return pd.read_parquet(path)
-    if suffix.endswith(".jsonl") or suffix.endswith(".ndjson"):
-        return pd.read_json(path, lines=True, dtype=False)
-    if suffix.endswith(".tsv") or suffix.endswith(".tab"):
-        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    if suffix.endswith(".csv") or suffix.endswith(".csv.gz"):
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    raise ValueError(f"{path}: unsupported {what} format (use .parquet, .csv, .tsv or .jsonl)")
+    kind = next((k for ends, k in _KINDS if suffix.endswith(ends)), None)
+    if kind is None:
+        raise ValueError(f"{path}: unsupported {what} format (use .parquet, .csv, .tsv or .jsonl)")
+    if kind != "Parquet" and not suffix.endswith(".gz"):
+        check_text_file(path, kind)  # empty or binary: one line, never its bytes
+    with reading(path, kind):
+        if kind == "Parquet":
+            return pd.read_parquet(path)
+        if kind == "JSON lines":
+            return pd.read_json(path, lines=True, dtype=False)
+        return pd.read_csv(path, sep="\t" if kind == "TSV" else ",", dtype=str, keep_default_na=False)
+
+
+_KINDS = ((".parquet", "Parquet"), (".pq", "Parquet"), (".jsonl", "JSON lines"), (".ndjson", "JSON lines"),
+          (".tsv", "TSV"), (".tab", "TSV"), (".csv", "CSV"), (".csv.gz", "CSV"))
+
+
+def findings_vocab(findings: Any) -> str | None:
+    """The vocabulary a findings table was mined with (its ``repgls`` metadata: Parquet file, pyarrow Table or
+    ``DataFrame.attrs``), or None when it does not say (CSV, JSONL, a table built by hand)."""
+    import json
+
+    meta: Any = None
+    if isinstance(findings, (str, Path)) and Path(findings).suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        with reading(findings, "Parquet"):
+            raw = (pq.read_schema(findings).metadata or {}).get(b"repgls")
+        meta = json.loads(raw) if raw else None
+    elif isinstance(findings, pa.Table):
+        raw = (findings.schema.metadata or {}).get(b"repgls")
+        meta = json.loads(raw) if raw else None
+    elif isinstance(findings, pd.DataFrame):
+        meta = findings.attrs.get("repgls")
+    vocab = meta.get("vocab") if isinstance(meta, dict) else None
+    return str(vocab) if vocab else None
 
 
 def read_findings(findings: Any, vocab_classes: tuple[str, ...] | None = None,
-                  where: str = "findings") -> pd.DataFrame:
+                  where: str = "findings", vocab_hint: str = "") -> pd.DataFrame:
     """Findings (path, pyarrow Table or DataFrame) -> DataFrame checked row by row.
 
     Needs ``study_id``, ``finding``, ``status``, ``certainty``; other columns of FINDINGS_SCHEMA are kept.
+
+    ``vocab_hint`` ends the message of a finding that is not a class of ``vocab_classes`` (e.g. which
+    vocabulary the file was mined with).
 
     Raises:
         ValueError: naming the file, the row and the problem (unknown class, bad status, certainty
@@ -75,7 +106,7 @@ def read_findings(findings: Any, vocab_classes: tuple[str, ...] | None = None,
         if unknown.any():
             i = int(np.flatnonzero(unknown.to_numpy())[0])
             raise ValueError(f"{where}: row {i}: finding {df['finding'].iloc[i]!r} is not a class of the "
-                             f"vocabulary ({', '.join(vocab_classes)})")
+                             f"vocabulary ({', '.join(vocab_classes)}){vocab_hint}")
     dup = df.duplicated(["study_id", "finding"], keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)[:2].tolist()

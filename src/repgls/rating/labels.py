@@ -18,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from repgls._io import atomic_path, reading
+
 META_KEY = b"repgls"
 FIELDS = ("label", "rate", "certainty")
 
@@ -95,10 +97,9 @@ def write_labels(labels: LabelTable | pd.DataFrame, path: str | Path) -> Path:
     df = table.to_frame()
     arrow = pa.Table.from_pandas(df, preserve_index=False)
     arrow = arrow.replace_schema_metadata({META_KEY: json.dumps(table.meta).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(arrow, path)
-    return path
+    with atomic_path(path) as tmp:  # a failed write leaves no half file
+        pq.write_table(arrow, tmp)
+    return Path(path)
 
 
 def read_labels(path: str | Path) -> LabelTable:
@@ -106,7 +107,8 @@ def read_labels(path: str | Path) -> LabelTable:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"labels file not found: {path}")
-    arrow = pq.read_table(path)
+    with reading(path, "Parquet"):
+        arrow = pq.read_table(path)
     raw = (arrow.schema.metadata or {}).get(META_KEY)
     meta = json.loads(raw) if raw else {}
     return LabelTable.from_frame(arrow.to_pandas(), meta=meta, where=str(path))

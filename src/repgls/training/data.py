@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from repgls.config import Config, ConfigError
 from repgls.training.distributed import DistContext, sample_seed
 
-__all__ = ["Loaders", "build_datasets", "build_loaders", "check_data_source", "check_label_policy",
-           "dataset_ids", "label_arrays", "labels_policy"]
+__all__ = ["Loaders", "build_datasets", "build_loaders", "check_data_source", "check_label_coverage",
+           "check_label_policy", "dataset_ids", "label_arrays", "labels_policy"]
 
 
 class _SeededDataset(Dataset):
@@ -184,6 +184,8 @@ def check_data_source(cfg: Config) -> None:
                 f"config key 'data.{key}': no images of split {getattr(d, key)!r} in {d.cache_dir} "
                 f"(its splits: {', '.join(sorted(map(str, splits)))})"
             )
+    if d.labels != "official":
+        check_label_coverage(d.cache_dir, d.labels, (d.train_split, d.val_split))
     if d.labels == "official" and not any(c.startswith(LABEL_PREFIX) for c in columns):
         raise ConfigError(
             f"config key 'data.labels': 'official' but the cache {d.cache_dir} (dataset {dataset!r}) has no "
@@ -191,6 +193,34 @@ def check_data_source(cfg: Config) -> None:
             "reports and MeSH terms only). Mine its reports (`repgls mine` -> `repgls rates`) and set "
             "data.labels to the labels.parquet"
         )
+
+
+#: Below this share of the training images with a row in the labels file, the labels belong to other studies.
+MIN_LABEL_COVERAGE = 0.5
+
+
+def check_label_coverage(cache_dir: str | Path, labels: str | Path, splits: tuple[str, str]) -> None:
+    """Refuse labels that do not cover the cache: fewer than ``MIN_LABEL_COVERAGE`` of the train split's images,
+    or none of the val split's, have a row in ``labels`` (study ids joined as the dataset joins them). The
+    message says how many matched and shows two ids from each side."""
+    import pyarrow.parquet as pq
+
+    from repgls._io import reading
+    from repgls.data.adapters import match_study_ids
+    from repgls.data.cache import INDEX
+
+    index = pq.read_table(Path(cache_dir) / INDEX, columns=["study_id", "split"]).to_pandas()
+    with reading(labels, "labels Parquet"):
+        label_ids = [str(s) for s in pq.read_table(labels, columns=["study_id"]).column("study_id").to_pylist()]
+    for split, floor in zip(splits, (MIN_LABEL_COVERAGE, 0.0), strict=True):
+        ids = index.loc[index["split"].astype(str) == split, "study_id"].astype(str).tolist()
+        matched = int((match_study_ids(ids, label_ids) >= 0).sum())
+        if ids and (matched == 0 or matched < floor * len(ids)):
+            raise ConfigError(
+                f"config key 'data.labels': only {matched} of the {len(ids)} {split!r} images of {cache_dir} have "
+                f"labels in {labels} (cache study ids {', '.join(map(repr, ids[:2]))}; labels study ids "
+                f"{', '.join(map(repr, label_ids[:2])) or 'none'}); build the labels from this dataset's reports "
+                "(`repgls rates --studies REPORTS`)")
 
 
 def labels_policy(cfg: Config) -> str | None:

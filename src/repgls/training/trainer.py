@@ -34,7 +34,7 @@ from repgls.training.data import build_datasets, build_loaders, check_data_sourc
 from repgls.training.distributed import DistContext, rng_state, seed_all, set_rng_state, setup_distributed
 from repgls.training.logs import MetricsLog
 from repgls.training.optim import make_optimizer, make_scheduler
-from repgls.training.run_folder import prepare_run_folder
+from repgls.training.run_folder import check_run_folder, prepare_run_folder
 from repgls.training.validation import (
     ForwardAll,
     gather_predictions,
@@ -68,14 +68,16 @@ class Trainer:
         self.run_dir = Path(cfg.output.run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         if train_ds is None and val_ds is None:
-            check_data_source(cfg)  # a bad data section stops the run before the run folder is written
+            check_data_source(cfg)  # a bad data section stops the run before any work
         if dd.main:
-            prepare_run_folder(cfg, resuming)
-        if dd.enabled:
-            dist.barrier()
+            check_run_folder(cfg, resuming)  # writable, not another run's: checked, nothing written yet
         self._setup_determinism()
         self._setup_data(train_ds, val_ds, classes)
         self._setup_model()
+        if dd.main:  # only now, set-up done and validated: a start that fails leaves no folder behind
+            prepare_run_folder(cfg, resuming)
+        if dd.enabled:
+            dist.barrier()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best: dict[str, Any] = {"mean_auc": -math.inf, "epoch": None, "step": None}
         self.last_val_step: int | None = None

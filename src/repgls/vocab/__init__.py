@@ -69,7 +69,9 @@ def load_vocab(name: str = "chexpert14") -> Vocabulary:
         path = Path(name)
         if not path.is_file():
             raise ValueError(f"unknown vocabulary {name!r}: choose one of {', '.join(BUILTIN_VOCABS)} or a YAML path")
-        data = _read_yaml(path)
+        from repgls._io import read_yaml_file
+
+        data = read_yaml_file(path)  # empty, binary or malformed: one line naming the file
         source = str(path)
     if not isinstance(data, dict) or not data.get("classes"):
         raise ValueError(f"{source}: no 'classes' list")

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from repgls._io import check_text_file, read_yaml_file, reading
 from repgls.data.phantom.render import KINDS
 from repgls.vocab import load_vocab
 
@@ -26,8 +27,9 @@ def _builtin_config() -> str:
 
 def load_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """The phantom-world data file (built-in ``phantom.yaml`` or a user's copy) as a dict."""
-    text = _builtin_config() if path is None else Path(path).read_text(encoding="utf-8")
-    cfg = yaml.safe_load(text)
+    cfg = yaml.safe_load(_builtin_config()) if path is None else read_yaml_file(path)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"phantom config {path}: not a mapping of sections (a copy of phantom.yaml)")
     for key in ("world", "radiologist", "hedges", "classes", "negatives", "severity_levels"):
         if key not in cfg:
             raise ValueError(f"phantom config {path or 'phantom.yaml'}: missing section {key!r}")
@@ -69,12 +71,14 @@ def resolve_prevalence(vocab: str, mode: str | os.PathLike = "default",
     if not path.is_file():
         raise ValueError(f"prevalence must be one of {PREVALENCE_MODES} or a file; {mode_s!r} is neither")
     if path.suffix.lower() == ".csv":
-        df = pd.read_csv(path)
+        check_text_file(path, "CSV")
+        with reading(path, "CSV"):
+            df = pd.read_csv(path)
         if not {"finding", "prevalence"} <= set(df.columns):
             raise ValueError(f"{path}: needs columns finding,prevalence; has {list(df.columns)}")
         given = dict(zip(df["finding"].astype(str), df["prevalence"].astype(float), strict=True))
     else:
-        given = yaml.safe_load(path.read_text(encoding="utf-8"))
+        given = read_yaml_file(path)
         if not isinstance(given, dict):
             raise ValueError(f"{path}: expected a mapping class -> prevalence")
     for c, p in given.items():

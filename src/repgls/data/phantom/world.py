@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from repgls._io import check_writable, ignore_sigint, removed_on_failure
 from repgls.data.phantom.config import load_config, resolve_prevalence
 from repgls.data.phantom.radiologist import belief_tables, dictate
 from repgls.data.phantom.render import encode_png, render
@@ -246,9 +247,27 @@ def make_phantom(out: str | os.PathLike, n: int = 5000, size: int = 256, vocab: 
         raise ValueError(f"size must be >= 32, got {size}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    out = check_writable(out, folder=True, what="output folder")  # before any work
     studies, used = _simulate(n, vocab, seed, prevalence, miss_rate, overcall_rate, load_config(config),
                               hedge_calibration, hedge_fraction)
-    out = Path(out)
+    with removed_on_failure(out):  # a failed or interrupted world leaves no half folder
+        _render_all(out, studies, size, seed, compress_level, workers, progress)
+        split = patient_splits([s.patient_id for s in studies], seed, used["world"]["splits"])
+        _write_tables(out, studies, split, vocab)
+        meta = {
+            "generator": "repgls.phantom", "version": used.get("version", "1"), "n": n, "size": size,
+            "vocab": vocab, "seed": seed, "prevalence": str(prevalence),
+            "prevalence_used": resolve_prevalence(vocab, prevalence, used),
+            "radiologist": {**used["radiologist"], "hedge_share": round(hedge_share(studies), 4)},
+            "world": used["world"], "n_patients": len(split), "config": str(config) if config else "built-in",
+        }
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    return out
+
+
+def _render_all(out: Path, studies: list[Study], size: int, seed: int, compress_level: int, workers: int,
+                progress: Any) -> None:
+    """Render every study's film into ``out/images`` (in ``workers`` processes; Ctrl-C is the parent's)."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     jobs = [(s.index, s.spec, str(out / "images" / f"{s.image_id}.png")) for s in studies]
     chunk = max(1, min(256, math.ceil(len(jobs) / (workers * 4))))
@@ -259,23 +278,15 @@ def make_phantom(out: str | os.PathLike, n: int = 5000, size: int = 256, vocab: 
             done += _render_chunk(c)
             if progress:
                 progress(done, len(jobs))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            for k in ex.map(_render_chunk, chunks):
-                done += k
-                if progress:
-                    progress(done, len(jobs))
-    split = patient_splits([s.patient_id for s in studies], seed, used["world"]["splits"])
-    _write_tables(out, studies, split, vocab)
-    meta = {
-        "generator": "repgls.phantom", "version": used.get("version", "1"), "n": n, "size": size, "vocab": vocab,
-        "seed": seed, "prevalence": str(prevalence),
-        "prevalence_used": resolve_prevalence(vocab, prevalence, used),
-        "radiologist": {**used["radiologist"], "hedge_share": round(hedge_share(studies), 4)},
-        "world": used["world"], "n_patients": len(split), "config": str(config) if config else "built-in",
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    return out
+        return
+    ex = ProcessPoolExecutor(max_workers=workers, initializer=ignore_sigint)
+    try:
+        for k in ex.map(_render_chunk, chunks):
+            done += k
+            if progress:
+                progress(done, len(jobs))
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def truth_frame(studies: list[Study], split: dict[str, str] | None = None) -> pd.DataFrame:
