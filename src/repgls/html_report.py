@@ -1,7 +1,7 @@
 """One self-contained ``report.html`` for an evaluation: figures, tables, CAMs, method comparison.
 
 Everything is inline (matplotlib figures as base64 PNG ``<img>``, CSS in a ``<style>`` block, no scripts),
-so the file can be mailed, archived or opened offline. Inputs are ``repgls.metrics.evaluate`` results
+so the file can be mailed, archived or opened offline. Inputs are ``repgls.metrics.score`` results
 plus, for the curves, the raw labels and scores. Sections appear only when their inputs are given:
 summary, reference vs hidden truth (phantom world), ROC curves, per-class AUC bars, per-class table,
 reliability diagram, head / medium / tail, method comparison (mean +- std over seeds), Grad-CAM grid.

@@ -26,10 +26,13 @@ def register(app: typer.Typer) -> None:
         miss_rate: float = typer.Option(None, "--miss-rate",
                                         help="P(miss) = miss_rate x (1 - visibility)^2 (default from phantom.yaml: 0.5)."),
         overcall_rate: float = typer.Option(None, "--overcall-rate",
-                                            help="P(over-call) of an absent finding (default 0.02)."),
+                                            help="P(over-call) of an absent finding (default from phantom.yaml: 0.01)."),
         hedge_calibration: str = typer.Option(None, "--hedge-calibration",
                                               help="bayes (hedges are calibrated beliefs; default) | visibility "
                                                    "(hedges track faintness only: a miscalibrated reader)."),
+        hedge_fraction: float = typer.Option(None, "--hedge-fraction",
+                                             help="Share of the reader's mentions of a present finding that "
+                                                  "carry a hedge (0 = never hedges; default: phantom.yaml's)."),
         config: Path = typer.Option(None, "--config", help="A copy of phantom.yaml with your wording/parameters."),
     ) -> None:
         """Generate a phantom world: images/, index.csv, reports.csv, truth.parquet, split.csv, meta.json."""
@@ -49,7 +52,7 @@ def register(app: typer.Typer) -> None:
                 path = make_phantom(out, n=n, size=size, vocab=vocab, seed=seed, prevalence=prevalence,
                                     workers=workers, miss_rate=miss_rate, overcall_rate=overcall_rate,
                                     config=config, progress=progress,
-                                    hedge_calibration=hedge_calibration)
+                                    hedge_calibration=hedge_calibration, hedge_fraction=hedge_fraction)
         except (ValueError, FileNotFoundError) as exc:
             fail(str(exc))
         console.print(f"phantom world written to [bold]{path}[/] ({n} studies, {size} px, vocab {vocab})")

@@ -1,8 +1,9 @@
 """Images, dataset adapters, the image cache and the torch dataset (imported lazily: no torch at import).
 
 Public names: ``read_image``, ``load_resized``, ``normalize`` (images.py); ``create_dataset``,
-``list_datasets``, ``align_labels`` (datasets.py); ``prepare_cache`` (cache.py); ``CachedImageDataset``, ``XrayAugment``
-(dataset.py, needs torch). Other modules of this package: phantom.py, sampling.py.
+``list_datasets``, ``align_labels`` (adapters.py); ``prepare`` and ``prepare_cache`` (cache.py);
+``CachedImageDataset``, ``XrayAugment`` (torch_dataset.py, needs torch). Other modules of this package:
+features.py (cached backbone features), sampling.py (class-aware sampler), phantom/ (the phantom world).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _LAZY: dict[str, str] = {
     "align_labels": "repgls.data.adapters",
     "official_labels": "repgls.data.adapters",
     "read_table": "repgls.data.adapters",
+    "prepare": "repgls.data.cache",
     "prepare_cache": "repgls.data.cache",
     "read_meta": "repgls.data.cache",
     "open_images": "repgls.data.cache",

@@ -31,7 +31,7 @@ class Study:
 
 
 def anatomy(rng: np.random.Generator) -> dict[str, Any]:
-    """Per-patient anatomy in normalised coordinates (see phantom_render)."""
+    """Per-patient anatomy in normalised coordinates (see repgls.data.phantom.render)."""
     la = rng.uniform(0.26, 0.31)
     return {
         "lung_cx": [-rng.uniform(0.34, 0.38), rng.uniform(0.35, 0.39)], "lung_a": la,
