@@ -49,3 +49,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def unwritable_place(tmp_path_factory) -> Path:
+    """A folder nothing can be written in: a read-only tmpfs mount when this process may mount one (root), else a
+    path under a regular file (which can never be created). Outputs are asked for under it."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("unwritable")
+    mount = root / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+                          capture_output=True, check=False) if os.geteuid() == 0 else None
+    if done is not None and done.returncode == 0:
+        yield mount
+        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+        return
+    (root / "a-file").write_text("not a folder\n")
+    yield root / "a-file" / "sub"

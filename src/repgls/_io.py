@@ -183,8 +183,14 @@ def read_error(path: str | os.PathLike, exc: BaseException, kind: str = "file") 
     if isinstance(exc, ValueError) and str(exc).startswith(f"{where}:"):
         return exc  # already says where
     name = type(exc).__name__
-    msg = _one_line(str(exc))
-    if isinstance(exc, FileNotFoundError):
+    msg = _one_line(str(exc).replace(f"Could not open Parquet input source '{where}': ", ""))
+    try:
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        what = f"empty file (expected {kind})"
+    elif isinstance(exc, FileNotFoundError):
         what = "no such file"
     elif isinstance(exc, IsADirectoryError):
         what = f"is a folder, not a {kind} file"

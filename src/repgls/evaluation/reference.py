@@ -88,10 +88,10 @@ def detect_source(path: Path) -> str:
     """``findings`` / ``truth`` / ``labels`` from a Parquet file's columns (a clear error otherwise)."""
     import pyarrow.parquet as pq
 
-    try:
+    from repgls._io import reading
+
+    with reading(path, "Parquet"):  # empty, truncated, not Parquet: one line naming the file
         names = set(pq.read_schema(path).names)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
     if {"finding", "status", "certainty"} <= names:
         return "findings"
     if {"finding", "present"} <= names:

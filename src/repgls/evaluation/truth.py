@@ -65,7 +65,13 @@ def truth_matrix(truth: pd.DataFrame | str | os.PathLike, image_ids: Sequence[st
         ``y`` float [N, K] (1 present / 0 absent / NaN unknown) and ``typical`` float [N, K] (1 / 0 for
         present findings per :data:`TYPICALITY_RULE` ["truth"], NaN otherwise).
     """
-    df = pd.read_parquet(truth) if not isinstance(truth, pd.DataFrame) else truth
+    if isinstance(truth, pd.DataFrame):
+        df = truth
+    else:
+        from repgls._io import reading
+
+        with reading(truth, "Parquet truth table"):
+            df = pd.read_parquet(truth)
     missing = [c for c in ("image_id", "finding", "present") if c not in df.columns]
     if missing:
         raise ValueError(f"truth table {truth if not isinstance(truth, pd.DataFrame) else ''}: missing column(s) "

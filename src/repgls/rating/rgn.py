@@ -396,7 +396,10 @@ def findings_or_reports(source: Any, vocab: str = "chexpert14", id_col: str | No
         if path.suffix.lower() == ".parquet" and path.is_file():
             import pyarrow.parquet as pq
 
-            names = set(pq.read_schema(path).names)
+            from repgls._io import reading
+
+            with reading(path, "Parquet"):
+                names = set(pq.read_schema(path).names)
             if {"study_id", "finding", "status", "certainty", "sentence"} <= names:
                 return path
         elif not path.exists():

@@ -210,8 +210,11 @@ def check_label_coverage(cache_dir: str | Path, labels: str | Path, splits: tupl
     from repgls.data.cache import INDEX
 
     index = pq.read_table(Path(cache_dir) / INDEX, columns=["study_id", "split"]).to_pandas()
-    with reading(labels, "labels Parquet"):
-        label_ids = [str(s) for s in pq.read_table(labels, columns=["study_id"]).column("study_id").to_pylist()]
+    try:
+        with reading(labels, "labels Parquet"):
+            label_ids = [str(s) for s in pq.read_table(labels, columns=["study_id"]).column("study_id").to_pylist()]
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"config key 'data.labels': {e}") from None
     for split, floor in zip(splits, (MIN_LABEL_COVERAGE, 0.0), strict=True):
         ids = index.loc[index["split"].astype(str) == split, "study_id"].astype(str).tolist()
         matched = int((match_study_ids(ids, label_ids) >= 0).sum())
