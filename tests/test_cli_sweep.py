@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from cli_checks import assert_one_line_error, invoke, tree
 
 REPO = Path(__file__).resolve().parents[1]

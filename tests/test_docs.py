@@ -159,3 +159,73 @@ def test_readme_runnable_block_runs(line, lang, code, tmp_path):
     res = _run_block(lang, code, tmp_path)
     assert res.returncode == 0, (f"README block at line {line} ({lang}) failed:\n"
                                  f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+
+
+# ------------------------------------------------------------------------------- every command line in the docs
+#: A shell variable set in a block (``R=src/...``), used by the lines after it.
+SHELL_VAR = re.compile(r"^([A-Z_]+)=(\S+)\s*(#.*)?$")
+#: A synopsis, not a command: optional parts in [brackets] or alternatives a|b.
+SYNOPSIS = re.compile(r"\s\[|\S\|\S")
+
+
+def doc_command_lines() -> list[tuple[str, int, str]]:
+    """(page, line, ``repgls ...`` arguments) of every repgls command in the bash blocks of README.md and docs/*.md
+    (continuation lines joined, comments and shell variables of the block resolved, synopses skipped)."""
+    out = []
+    for path in _markdown_files():
+        lines, in_bash, env = path.read_text(encoding="utf-8").splitlines(), False, {}
+        i = 0
+        while i < len(lines):
+            start, line = i + 1, lines[i]
+            while line.rstrip().endswith("\\") and i + 1 < len(lines):
+                i += 1
+                line = line.rstrip()[:-1] + " " + lines[i].strip()
+            i += 1
+            if FENCE.match(line):
+                in_bash, env = line.strip() == "```bash" and not in_bash, {}
+                continue
+            if not in_bash:
+                continue
+            if m := SHELL_VAR.match(line.strip()):
+                env[m.group(1)] = m.group(2)
+                continue
+            code = re.sub(r"(^|\s)#.*$", "", line).strip()
+            for var, value in env.items():
+                code = code.replace(f"${var}", value)
+            m = re.search(r"(?:^|\|\s*|-m\s+)repgls(?:\.cli)?\s+(.*)$", code)
+            if m and not SYNOPSIS.search(m.group(1)):
+                out.append((path.relative_to(REPO).as_posix(), start, m.group(1)))
+    return out
+
+
+def _parse_command_line(args: list[str]) -> dict:
+    """Parse ``repgls ARGS`` with the real CLI (options, arguments, sub-commands) without running it."""
+    import typer
+
+    from repgls.cli import app
+
+    group = typer.main.get_command(app)
+    ctx = group.make_context("repgls", list(args))
+    while hasattr(group, "resolve_command"):
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        name, group, rest = group.resolve_command(ctx, rest)
+        ctx = group.make_context(name, rest, parent=ctx)
+    return ctx.params
+
+
+def test_every_repgls_command_in_the_docs_parses_and_names_files_that_exist():
+    """Issue #13 row 10: a command line a user pastes from the docs has only options that exist, every required
+    argument, and every repository file it names (configs/..., src/...) exists in a fresh clone."""
+    import shlex
+
+    found = doc_command_lines()
+    assert len(found) >= 40 and any(p == "README.md" for p, _, _ in found)
+    for page, line, text in found:
+        args = shlex.split(text)
+        try:
+            _parse_command_line(args)
+        except Exception as e:  # click's UsageError and friends
+            raise AssertionError(f"{page}:{line}: `repgls {text}`: {e}") from None
+        for arg in args:
+            for ref in re.findall(r"\b((?:configs|src|benchmarks)/[\w./-]+)", arg):
+                assert (REPO / ref).exists(), f"{page}:{line}: `repgls {text}` names {ref}, which does not exist"
