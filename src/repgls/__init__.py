@@ -14,6 +14,7 @@ prepare   ``repgls.prepare``       an image dataset -> a resized uint8 image cac
 train     ``repgls.train``         cache + labels + config -> a run folder
 eval      ``repgls.evaluate``      a run -> metrics.json, predictions, Grad-CAM, report.html
 predict   ``repgls.predict``       image files + a run -> probabilities, rates, Grad-CAM
+export    ``repgls.export``        a run's model -> ONNX / TorchScript + metadata (class names, preprocessing)
 bench     ``repgls.bench``         methods x seeds on one phantom world -> one table
 demo      ``repgls.demo``          the whole pipeline on the embedded default
 ========  =======================  ==============================================================
@@ -42,6 +43,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "train": ("repgls.training.trainer", "train"),
     "evaluate": ("repgls.evaluation.scoring", "evaluate"),
     "predict": ("repgls.evaluation.predict", "predict"),
+    "export": ("repgls.evaluation.export", "export"),
     "bench": ("repgls.benchmarking.run", "bench"),
     "demo": ("repgls.benchmarking.demo", "demo"),
     "load_vocab": ("repgls.vocab", "load_vocab"),
@@ -50,7 +52,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "write_report": ("repgls.html_report", "write_report"),
 }
 #: The stage functions, in pipeline order (each is also a ``repgls`` CLI command).
-STAGES = ("phantom", "mine", "compare", "audit", "rates", "prepare", "train", "evaluate", "predict", "bench", "demo")
+STAGES = ("phantom", "mine", "compare", "audit", "rates", "prepare", "train", "evaluate", "predict", "export",
+          "bench", "demo")
 
 __all__ = ["STAGES", "__version__", *sorted(_LAZY)]
 

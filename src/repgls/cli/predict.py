@@ -1,5 +1,6 @@
 """``repgls predict``: probabilities (and LU-ViT's expected report certainty) for image files, to Parquet and
-a readable table; Grad-CAM overlays with --cam."""
+a readable table; Grad-CAM overlays with --cam. RUN may also be an export of ``repgls export`` (ONNX through
+onnxruntime, without torch)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,37 @@ def top_table(df: Any, top: int = 3) -> Any:
     return t
 
 
+def _predict_export(export: Path, images: list[Path], out: Path, cam: bool, checkpoint: str, device: str,
+                    batch_size: int, top: int, skip_errors: bool) -> None:
+    """``repgls predict EXPORT IMAGES``: the same table from an exported model (no torch for ONNX)."""
+    from repgls.data.images import ImageReadError
+    from repgls.evaluation.onnx_predict import NO_CAM, predict_exported
+
+    if cam:
+        fail(f"--cam: {NO_CAM}")
+    if checkpoint != "best":
+        fail("--checkpoint: an export holds one checkpoint (chosen by `repgls export --checkpoint`)")
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        fail(f"image file(s) not found: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    try:
+        df = predict_exported(export, images, out, batch_size=batch_size, device=device, skip_errors=skip_errors)
+    except (ImportError, FileNotFoundError, ValueError, ImageReadError) as e:
+        fail(str(e))
+    for path, err in df.attrs.get("errors", {}).items():
+        console.print(f"[yellow]skipped[/] {path}: {err}")
+    if top and len(df):
+        from rich.console import Console
+
+        Console().print(top_table(df, top))
+    console.print(f"[green]wrote[/] {out} ({len(df)} images, exported model {export})")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict_cmd(
-        run: Path = typer.Argument(..., help="Run folder written by `repgls train`."),
+        run: Path = typer.Argument(..., help="Run folder written by `repgls train`, or an export of `repgls export` "
+                                            "(its folder, or model.onnx with metadata.json beside it)."),
         images: list[Path] = typer.Argument(..., help="PNG / JPEG / DICOM files, or folders of them."),
         out: Path = typer.Option(Path("predictions.parquet"), "--out", "-o", help="Parquet file to write."),
         cam: bool = typer.Option(False, "--cam", help="Write Grad-CAM overlay PNGs (top class per image)."),
@@ -56,6 +84,11 @@ def register(app: typer.Typer) -> None:
             fail(f"--checkpoint must be best or last, got {checkpoint!r}")
         if batch_size < 1 or top < 0:
             fail("--batch-size must be >= 1 and --top >= 0")
+        from repgls.evaluation.onnx_predict import is_export
+
+        if is_export(run):
+            _predict_export(run, images, out, cam or bool(cam_class), checkpoint, device, batch_size, top, skip_errors)
+            return
         if not (run / "config.yaml").is_file():
             fail(f"{run}: not a run folder (no config.yaml)")
         missing = [str(p) for p in images if not p.exists()]
