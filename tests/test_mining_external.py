@@ -20,6 +20,14 @@ OPENI_MICRO_F1_FLOOR = 0.89
 OPENI_MACRO_F1_FLOOR = 0.87
 
 
+def assert_same_labels(got_csv: Path, want_csv: Path) -> None:
+    """Two CheXpert-labeler wide CSVs hold the same columns and values (1.0 / 0.0 / -1.0 / blank)."""
+    got = pd.read_csv(got_csv, dtype=str, keep_default_na=False)
+    want = pd.read_csv(want_csv, dtype=str, keep_default_na=False)
+    assert list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(got, want)
+
+
 @pytest.mark.external
 def test_chexpert_labeler_sample_reports_reproduced(shared_data: Path, tmp_path: Path) -> None:
     """The CheXpert labeler's 4 sample reports give exactly its labeled_reports.csv (wide 14-label CSV)."""
@@ -28,10 +36,26 @@ def test_chexpert_labeler_sample_reports_reproduced(shared_data: Path, tmp_path:
     out = tmp_path / "labeled.csv"
     s = mine_to_file([(str(i), t) for i, t in enumerate(texts)], out, fmt="chexpert-csv")
     assert s.reports == 4
-    got = pd.read_csv(out, dtype=str, keep_default_na=False)
-    want = pd.read_csv(src / "labeled_reports.csv", dtype=str, keep_default_na=False)
-    assert list(got.columns) == list(want.columns)
-    pd.testing.assert_frame_equal(got, want)
+    assert_same_labels(out, src / "labeled_reports.csv")
+
+
+@pytest.mark.external
+def test_chexpert_labeler_drop_in_through_the_cli(shared_data: Path, tmp_path: Path) -> None:
+    """Issue #13 row 3: the labeler's own input file (no header, one report per row) through
+    ``repgls mine --format chexpert-csv`` gives its labeled_reports.csv: same values, every report kept, and the
+    same bytes."""
+    from typer.testing import CliRunner
+
+    from repgls.cli import app
+
+    src = shared_data / "external" / "chexpert-labeler"
+    out = tmp_path / "labeled_reports.csv"
+    res = CliRunner().invoke(app, ["mine", str(src / "sample_reports.csv"), "--format", "chexpert-csv",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "4 reports" in res.stderr and "no header row" in res.stderr
+    assert_same_labels(out, src / "labeled_reports.csv")
+    assert out.read_bytes() == (src / "labeled_reports.csv").read_bytes()
 
 
 @pytest.mark.external
