@@ -185,3 +185,22 @@ def test_an_interrupted_command_says_so_in_one_line(line, target, world, tmp_pat
     assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output
     assert res.stderr.strip() == "interrupted"
     assert tree(tmp_path) == set()
+
+
+def test_an_interrupted_phantom_leaves_no_half_world(tmp_path, monkeypatch) -> None:
+    """Ctrl-C while the films are being rendered: one line, exit 130, and the world folder it had begun is gone."""
+    import repgls.data.phantom.world as world_mod
+
+    calls = []
+    render = world_mod._render_chunk
+
+    def render_then_interrupt(chunk):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return render(chunk)
+
+    monkeypatch.setattr(world_mod, "_render_chunk", render_then_interrupt)
+    res = invoke("phantom", "--out", tmp_path / "w", "--n", "40", "--size", "32")
+    assert res.exit_code == 130 and res.stderr.strip() == "interrupted", res.output
+    assert len(calls) == 2 and tree(tmp_path) == set()
