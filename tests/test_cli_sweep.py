@@ -94,6 +94,7 @@ ARGUMENTS = [
     ("eval {RUN} --reference {F} --out {O}/e --n-boot 0 --cams 0", "parquet"),
     ("predict {F} {W}/images --out {O}/p.parquet", "folder"),
     ("predict {RUN} {F} --out {O}/p.parquet", "image"),
+    ("export {F} --out {O}/x", "folder"),
     ("bench --config {F}", "yaml"),
     ("serve {F}", "folder"),
 ]
@@ -111,6 +112,7 @@ OUTPUTS = [
     "eval {RUN} --out {U}/e --n-boot 0 --cams 0",
     "predict {RUN} {W}/images --out {U}/p.parquet",
     "predict {RUN} {W}/images --out {O}/p.parquet --cam --cam-dir {U}/cams",
+    "export {RUN} --out {U}/x",
     "bench --config {BENCH} --out {U}/bench",
     "demo --out {U}/demo",
 ]
@@ -156,21 +158,23 @@ def test_unwritable_output_places_fail_before_any_work(line, unwritable_place, w
     assert tree(tmp_path) == before
 
 
-#: Per command: its line and the library function that does the work (interrupted by a simulated Ctrl-C).
+#: Per command: its line and the library function that does the work, ``module:name`` (interrupted by a simulated
+#: Ctrl-C).
 INTERRUPTED = [
-    ("phantom --out {O}/w --n 4 --size 32", "repgls.data.phantom.make_phantom"),
-    ("mine {R} --out {O}/f.parquet", "repgls.mining.mine_to_file"),
-    ("compare {L} {L}", "repgls.mining.compare.compare_findings"),
-    ("audit {L} --reports {R} --out {O}/a.html", "repgls.mining.audit.audit_page"),
-    ("rates {L} --out {O}/l.parquet", "repgls.rating.rates"),
-    ("rgn train {L} --out {O}/rgn", "repgls.rating.rgn.train_rgn"),
-    ("prepare phantom --root {W} --out {O}/cache --size 32", "repgls.data.cache.prepare"),
-    ("train --config {CFG} output.run_dir={O}/run", "repgls.training.train"),
-    ("eval {RUN} --out {O}/e --n-boot 0 --cams 0", "repgls.evaluation.evaluate"),
-    ("predict {RUN} {W}/images --out {O}/p.parquet", "repgls.evaluation.predict"),
-    ("bench --config {BENCH} --out {O}/bench", "repgls.benchmarking.bench"),
-    ("demo --out {O}/demo", "repgls.benchmarking.demo.demo"),
-    ("serve {O}", "repgls.mining.server.serve"),
+    ("phantom --out {O}/w --n 4 --size 32", "repgls.data.phantom:make_phantom"),
+    ("mine {R} --out {O}/f.parquet", "repgls.mining:mine_to_file"),
+    ("compare {L} {L}", "repgls.mining.compare:compare_findings"),
+    ("audit {L} --reports {R} --out {O}/a.html", "repgls.mining.audit:audit_page"),
+    ("rates {L} --out {O}/l.parquet", "repgls.rating:rates"),
+    ("rgn train {L} --out {O}/rgn", "repgls.rating.rgn:train_rgn"),
+    ("prepare phantom --root {W} --out {O}/cache --size 32", "repgls.data.cache:prepare"),
+    ("train --config {CFG} output.run_dir={O}/run", "repgls.training:train"),
+    ("eval {RUN} --out {O}/e --n-boot 0 --cams 0", "repgls.evaluation:evaluate"),
+    ("predict {RUN} {W}/images --out {O}/p.parquet", "repgls.evaluation:predict"),
+    ("export {RUN} --out {O}/x", "repgls.evaluation.export:export"),
+    ("bench --config {BENCH} --out {O}/bench", "repgls.benchmarking:bench"),
+    ("demo --out {O}/demo", "repgls.benchmarking.demo:demo"),
+    ("serve {O}", "repgls.mining.server:serve"),
 ]
 
 
@@ -179,7 +183,10 @@ def test_an_interrupted_command_says_so_in_one_line(line, target, world, tmp_pat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(target, interrupted)
+    import importlib
+
+    module, name = target.split(":")
+    monkeypatch.setattr(importlib.import_module(module), name, interrupted)  # a module may share a function's name
     res = invoke(*_args(line, O=tmp_path, **world))
     assert res.exit_code == 130, res.output
     assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output
