@@ -41,11 +41,15 @@ PAPER_METHODS = {
 @pytest.mark.parametrize("name", ["phantom-small", "phantom-full", "phantom-longtail"])
 def test_shipped_configs_parse(name: str) -> None:
     cfg = load_bench_config(CONFIGS / f"{name}.yaml")
-    assert {m.name for m in cfg.methods} == PAPER_METHODS
+    extra = {"oracle", "gls-soft"} if name == "phantom-small" else set()
+    assert {m.name for m in cfg.methods} == PAPER_METHODS | extra
     by = {m.name: m for m in cfg.methods}
     assert by["gls-rgn"].rates == "rgn" and by["gls-lexicon"].loss == "gls" and by["lu-vit"].loss == "luvit"
-    assert by["pu-rm-pce"].policy == "u-ones" and by["pu-rm-pce"].loss == "pce"
+    assert by["pu-rm-pce"].policy == "u-ones" and by["pu-rm-pce"].loss in ("pce", "pu-rm")
     assert by["anr-lla"].class_aware and by["anr-llm"].class_aware
+    if name == "phantom-small":  # the power bench: a backbone from another world, an oracle, 5 seeds
+        assert cfg.backbone is not None and cfg.backbone.world.seed != cfg.world.seed and cfg.backbone.freeze
+        assert cfg.oracle == "oracle" and cfg.baselines == ["u-ones", "u-zeros"] and len(cfg.seeds) >= 5
     if name == "phantom-full":
         assert cfg.world.n >= 5000 and cfg.world.size == 224 and len(cfg.seeds) == 3
         assert cfg.base["model"]["name"] == "lu_vit_small"
@@ -90,7 +94,15 @@ def test_trainer_config_merges_base_method_and_seed(tmp_path: Path) -> None:
     cfg = config_from_dict(raw)  # a valid trainer config
     assert cfg.train.seed == 7 and cfg.data.class_aware and cfg.optim.lr == 0.01
     assert cfg.loss.name == "lla" and cfg.loss.kwargs == {"base": "anr"}
-    assert cfg.model.name == bench.base["model"]["name"] and cfg.train.epochs == bench.base["train"]["epochs"]
+    assert cfg.train.epochs == bench.base["train"]["epochs"] and cfg.data.classes == bench.base["data"]["classes"]
+    from repgls.benchmarking.methods import Start
+
+    probe = config_from_dict(trainer_config(bench, m, 7, w, tmp_path / "l.parquet", tmp_path / "r",
+                                            start=Start(features=tmp_path / "feats", probe="lu_probe")))
+    assert probe.model.name == "lu_probe" and probe.data.features == str(tmp_path / "feats")
+    tuned = config_from_dict(trainer_config(bench, m, 7, w, tmp_path / "l.parquet", tmp_path / "r",
+                                            start=Start(pretrained=tmp_path / "b.safetensors", backbone_model="x")))
+    assert tuned.model.name == "x" and tuned.model.pretrained == str(tmp_path / "b.safetensors")
 
 
 def _fake_eval(seed: int, shift: float) -> dict:
@@ -128,7 +140,8 @@ def test_bench_table_mean_std() -> None:
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bench")
-    ov = ["world.n=80", "seeds=[0]", "base.train.epochs=1"]
+    ov = ["world.n=80", "seeds=[0]", "base.train.epochs=1", "backbone=null", "base.data.classes=null",
+          "base.model.name=lu_vit_tiny_test", "base.data.batch_size=32"]
     res = run_bench(
         CONFIGS / "phantom-small.yaml",
         out=out,
