@@ -91,10 +91,19 @@ def test_full_report_is_self_contained_valid_and_has_every_section(tmp_path):
     cam_dir.mkdir()
     Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(cam_dir / "img0001__Edema.png")
     cams = [cam_dir / "img0001__Edema.png", ("array cam", np.zeros((8, 8, 3), np.uint8))]
+    import pandas as pd
+
+    comp = pd.DataFrame({"auc": [0.86, 0.84], "auc_lo": [0.83, 0.81], "auc_hi": [0.89, 0.87],
+                         "d_auc_vs_bce": [0.0, -0.02], "d_auc_vs_bce_lo": [0.0, -0.03],
+                         "d_auc_vs_bce_hi": [0.0, -0.01]}, index=pd.Index(["bce", "gls"], name="method"))
+    comp.attrs.update(n_seeds=2, n_patients=40, n_boot=100)
     out = write_report(tmp_path / "sub" / "report.html", res, y_true=rep, scores=s, truth=tru, y_truth=truth,
-                       cams=cams, runs=runs, runs_truth=runs_t, title="T <&> title")
+                       cams=cams, runs=runs, runs_truth=runs_t, comparison=comp, baselines=["bce"],
+                       title="T <&> title")
     chk = _parse(out)
-    assert chk.sections == [sid for sid, _ in SECTIONS]
+    assert chk.sections == [sid for sid, _ in SECTIONS]  # the comparison ("answer") first
+    html = out.read_text(encoding="utf-8")
+    assert "<b>gls</b> is worse than bce (-0.020 mean AUC, 95% CI [-0.030, -0.010])" in html
     assert not [u for u in chk.urls if re.match(r"(https?:)?//", u)]
     assert all(u.startswith("#") for u in chk.urls if u not in chk.imgs)
     assert not {"script", "link", "iframe"} & chk.tags
