@@ -34,14 +34,15 @@ def run_level(config: str, out: Path, level: str, methods: list[str]) -> tuple[p
     return res.comparison, float(meta["radiologist"]["hedge_share"]), time.perf_counter() - t0
 
 
-def plot(rows: pd.DataFrame, path: Path) -> None:
-    """Difference in mean AUC against U-Ones per method and hedge share, with 95% intervals."""
+def plot(rows: pd.DataFrame, path: Path, leave_out: list[str]) -> None:
+    """Difference in mean AUC against U-Ones per method and hedge share, with 95% intervals (``leave_out``:
+    methods far off the scale of the others, listed in the title; the table has them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [m for m in rows["method"].unique() if m != "u-ones"]
+    methods = [m for m in rows["method"].unique() if m != "u-ones" and m not in leave_out]
     fig, ax = plt.subplots(figsize=(8, 4.6))
     offsets = np.linspace(-0.012, 0.012, len(methods))
     for off, m in zip(offsets, methods, strict=True):
@@ -53,7 +54,9 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     ax.axhline(0, color="#666", lw=0.8, ls=":")
     ax.set_xlabel("share of the reader's positive / hedged mentions that carry a hedge")
     ax.set_ylabel("mean AUC vs truth, difference to U-Ones")
-    ax.set_title("Phantom power bench: paired differences to U-Ones (95% CI), 5 seeds")
+    title = "Phantom power bench: paired differences to U-Ones (95% CI), 5 seeds"
+    ax.set_title(title + (f"\n(not shown, off this scale: {', '.join(leave_out)}; see the table)" if leave_out else ""),
+                 fontsize=10)
     ax.legend(fontsize=7.5, ncol=2, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,7 @@ def main() -> None:
     ap.add_argument("--levels", default="default,0.0,0.1,0.25,0.4")
     ap.add_argument("--methods", default=DEFAULT_METHODS)
     ap.add_argument("--plot", default=None, help="PNG to write (default OUT/hedge_sweep.png)")
+    ap.add_argument("--leave-out", default="pu-rm-pce", help="methods not drawn (comma list; the table has them)")
     args = ap.parse_args()
     out = Path(args.out)
     methods = args.methods.split(",")
@@ -79,7 +83,8 @@ def main() -> None:
                          "d": r["d_auc_vs_u-ones"], "lo": r["d_auc_vs_u-ones_lo"], "hi": r["d_auc_vs_u-ones_hi"]})
     table = pd.DataFrame(rows)
     table.to_csv(out / "hedge_sweep.csv", index=False, float_format="%.6g")
-    plot(table, Path(args.plot) if args.plot else out / "hedge_sweep.png")
+    plot(table, Path(args.plot) if args.plot else out / "hedge_sweep.png",
+         [m for m in args.leave_out.split(",") if m])
     wide = table.assign(cell=[f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
                               zip(table["d"], table["lo"], table["hi"], strict=True)])
     shares = table.groupby("level", sort=False)["hedge_share"].first()

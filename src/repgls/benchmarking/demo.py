@@ -62,12 +62,13 @@ def mine_samples(vocab: str = "chexpert14") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
 
 
-def demo_config(n: int = 2000, size: int = 64, epochs: int = 30, seed: int = 0, seeds: int = 3,
-                backbone_n: int = 3000, backbone_epochs: int = 8, model: str = "lu_vit_tiny",
+def demo_config(n: int = 3000, size: int = 64, epochs: int = 30, seed: int = 0, seeds: int = 5,
+                backbone_n: int = 6000, backbone_epochs: int = 12, model: str = "lu_vit_tiny",
                 device: str = "auto") -> BenchConfig:
     """The bench config the demo runs: a backbone world, an evaluation world, DEMO_METHODS x ``seeds`` seeds.
 
-    ``epochs``: epochs of each method's heads; ``backbone_epochs``: of the backbone's pretraining.
+    ``epochs``: epochs of each method's heads; ``backbone_epochs``: of the backbone's pretraining. The defaults are
+    those of ``configs/bench/phantom-small.yaml`` (the power bench), with four of its methods.
     """
     return BenchConfig(
         name="demo",
@@ -139,14 +140,14 @@ def _print_comparison(comp: pd.DataFrame, console: Any) -> None:
 
 def demo(
     out: str | os.PathLike = "demo_out",
-    n: int = 2000,
+    n: int = 3000,
     size: int = 64,
     epochs: int = 30,
     seed: int = 0,
     *,
-    seeds: int = 3,
-    backbone_n: int = 3000,
-    backbone_epochs: int = 8,
+    seeds: int = 5,
+    backbone_n: int = 6000,
+    backbone_epochs: int = 12,
     model: str = "lu_vit_tiny",
     device: str = "auto",
     progress: bool = True,

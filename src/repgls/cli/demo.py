@@ -15,12 +15,12 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder (reused when rerun)."),
-        n: int = typer.Option(None, "--n", help="Studies of the evaluation world (default 2000)."),
+        n: int = typer.Option(None, "--n", help="Studies of the evaluation world (default 3000)."),
         size: int = typer.Option(None, "--size", help="Image side in pixels (default 64)."),
         epochs: int = typer.Option(None, "--epochs", help="Epochs of each method's heads (default 30)."),
-        seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 3)."),
-        backbone_n: int = typer.Option(None, "--backbone-n", help="Studies of the backbone's world (default 3000)."),
-        backbone_epochs: int = typer.Option(None, "--backbone-epochs", help="Backbone epochs (default 8)."),
+        seeds: int = typer.Option(None, "--seeds", help="Seeds per method (default 5)."),
+        backbone_n: int = typer.Option(None, "--backbone-n", help="Studies of the backbone's world (default 6000)."),
+        backbone_epochs: int = typer.Option(None, "--backbone-epochs", help="Backbone epochs (default 12)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the worlds and of training."),
         model: str = typer.Option(None, "--model", help="Backbone model (default lu_vit_tiny)."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
