@@ -153,3 +153,7 @@ def test_gap_recovered_by_construction(tmp_path: Path) -> None:
     same = _fake_records(tmp_path / "b", {"oracle": noise, "base": noise, "half": half}, y)
     comp2 = comparison(same, ["base"], "oracle", n_boot=300)
     assert not comp2.attrs["gap_defined"] and comp2["gap_recovered"].isna().all()
+    from repgls.benchmarking.table import comparison_markdown, gap_note
+
+    assert gap_note(comp) is None and "no gap to recover" in comparison_markdown(comp2, ["base"])
+    assert "no gap to recover" not in comparison_markdown(comp, ["base"])

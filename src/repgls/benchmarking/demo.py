@@ -23,6 +23,7 @@ import pandas as pd
 
 from repgls.benchmarking.run import bench
 from repgls.benchmarking.spec import BackboneSpec, BenchConfig, MethodSpec, WorldSpec
+from repgls.benchmarking.table import gap_note
 
 __all__ = ["DEMO_METHODS", "VISIBLE_CLASSES", "DemoResult", "demo", "demo_config", "mine_samples",
            "sample_reports_path"]
@@ -136,6 +137,9 @@ def _print_comparison(comp: pd.DataFrame, console: Any) -> None:
     for m, r in comp.iterrows():
         t.add_row(str(m), _cell(r, "auc"), _cell(r, "d_auc_vs_u-ones", signed=True), _cell(r, "gap_recovered", 2))
     console.print(t)
+    note = gap_note(comp)
+    if note:
+        console.print(note)
 
 
 def demo(

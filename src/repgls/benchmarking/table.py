@@ -91,6 +91,14 @@ def table_markdown(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gap_note(comp: pd.DataFrame) -> str | None:
+    """Why the gap recovered is n/a, when it is: the oracle is not surely better than the first baseline."""
+    if "gap_recovered" not in comp.columns or comp.attrs.get("gap_defined", True):
+        return None
+    return ("Gap recovered n/a: the oracle (trained on the truth) is not surely better than the baseline (its "
+            "interval holds 0), so these labels already give what the truth gives and there is no gap to recover.")
+
+
 def _ci(row: Any, key: str, digits: int, signed: bool = False) -> str:
     v, lo, hi = row.get(key), row.get(f"{key}_lo"), row.get(f"{key}_hi")
     if v is None or not np.isfinite(v):
@@ -117,4 +125,5 @@ def comparison_markdown(comp: pd.DataFrame, baselines: Sequence[str], digits: in
         if has_gap:
             cells.append(_ci(r, "gap_recovered", 2))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = gap_note(comp)
+    return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
