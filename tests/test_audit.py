@@ -331,3 +331,32 @@ def test_openi_dev_reports(shared_data, tmp_path) -> None:
         audit(findings, reports, tmp_path / "bad.html", id_col="uid", text_col=["impression"], notify=None)
     if CHROMIUM is not None:
         assert body_attr(dom(s.out, "#status=uncertain"), "visible") == 50
+
+
+def test_headerless_reports_as_the_labeler_reads_them(tmp_path) -> None:
+    """A one-column CSV with no header row (the CheXpert labeler's input): mined and audited with --no-header, and
+    with the header left to detection, the page holds every report and the spans index its text."""
+    from repgls.cli import app
+
+    texts = ["Small left pleural effusion. No pneumothorax.", "Mild cardiomegaly, possible early edema.",
+             "No acute cardiopulmonary process."]
+    reports = tmp_path / "sample_reports.csv"
+    reports.write_text("".join(f'"{t}"\n' for t in texts), encoding="utf-8")
+    findings = tmp_path / "f.parquet"
+    mine_to_file(reports, findings, header=False)
+    for flag in (["--no-header"], []):
+        out = tmp_path / f"page{len(flag)}.html"
+        res = CliRunner().invoke(app, ["audit", str(findings), "--reports", str(reports), "--out", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        data = page_data(out)
+        assert sorted(r["text"] for r in data["reports"]) == sorted(texts)
+        mined = pq.read_table(findings).to_pandas()
+        placed = [(r["id"], m) for r in data["reports"] for m in r["a"] if m["ok"]]
+        assert len(placed) == int((mined.n_mentions > 0).sum()) and not data["notes"]
+        by_id = {r["id"]: r["text"] for r in data["reports"]}
+        for sid, m in placed:
+            row = mined[(mined.study_id == sid) & (mined.finding == m["f"])].iloc[0]
+            assert by_id[sid][m["b"]:m["e"]] in row.sentence and m["s"] == row.status
+    res = CliRunner().invoke(app, ["audit", str(findings), "--reports", str(reports), "--out",
+                                   str(tmp_path / "no.html"), "--header"])  # the flag reaches the reader
+    assert res.exit_code == 2 and "no text column found" in res.output and not (tmp_path / "no.html").exists()

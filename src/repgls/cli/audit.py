@@ -47,6 +47,8 @@ def audit_cmd(
                                         "('findings,impression'), so that the offsets index the same text."),
     input_format: str | None = typer.Option(None, "--input-format", help="csv | tsv | jsonl | parquet | txt | "
                                             "mimic (default: from the name), as given to repgls mine."),
+    header: bool | None = typer.Option(None, "--header/--no-header", help="CSV / TSV: the first row is a header, "
+                                       "or a report (default: detected), as given to repgls mine."),
 ) -> None:
     """Write one HTML page to check mined labels against the report text.
 
@@ -65,7 +67,7 @@ def audit_cmd(
                         max_certainty=max_certainty, disagreements_only=disagreements_only)
         summary = audit_page(findings, reports, out, compare=compare, sample=sample, seed=seed, selection=sel,
                              max_reports=max_reports, id_col=id_col, text_col=split_csv(text_col),
-                             input_format=input_format, notify=note)
+                             input_format=input_format, header=header, notify=note)
     except (ValueError, OSError) as e:
         from rich.markup import escape
 

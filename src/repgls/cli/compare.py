@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
                 classes = list(load_vocab(vocab).classes)
             df = compare_findings(findings_a, findings_b, classes=classes)
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             fail(str(e))
             return
         except ImportError as e:

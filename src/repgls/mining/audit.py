@@ -347,7 +347,8 @@ def _stderr(line: str) -> None:
 def audit_page(findings: Any, reports: Any, out: str | Path, *, compare: Any = None, sample: int | None = None,
                seed: int = 0, selection: Selection | None = None, max_reports: int = DEFAULT_MAX_REPORTS,
                id_col: str | None = None, text_col: str | list[str] | None = None,
-               input_format: str | None = None, notify: Callable[[str], None] | None = _stderr) -> AuditSummary:
+               input_format: str | None = None, header: bool | None = None,
+               notify: Callable[[str], None] | None = _stderr) -> AuditSummary:
     """Write the audit page and return what went into it (see :func:`audit` for the arguments)."""
     sel = selection or Selection()
     out = Path(out)
@@ -371,7 +372,7 @@ def audit_page(findings: Any, reports: Any, out: str | Path, *, compare: Any = N
     if sample is not None and sample > max_reports:
         summary.notes.append(f"--sample {sample:,} is above the cap of {max_reports:,} reports per page; "
                              f"sampling {max_reports:,} (raise --max-reports to show more)")
-    read_kw = {"id_col": id_col, "text_col": text_col, "input_format": input_format}
+    read_kw = {"id_col": id_col, "text_col": text_col, "input_format": input_format, "header": header}
     picked = _pick_reports(reports, read_kw, wanted, set(dis), cap, seed)
     _reading_notes(picked, ia, ib, sel, summary, rep_name, cap, sample, seed, fa.where, max_reports)
     data = _page_data(picked, fa, fb, dis, sel, summary, rep_name, ia, ib, seed)
@@ -463,14 +464,16 @@ def audit(findings: Any, reports: Any, out: str | Path, *, compare: Any = None, 
           seed: int = 0, classes: list[str] | None = None, statuses: list[str] | None = None,
           min_certainty: float | None = None, max_certainty: float | None = None,
           disagreements_only: bool = False, max_reports: int = DEFAULT_MAX_REPORTS, id_col: str | None = None,
-          text_col: str | list[str] | None = None, input_format: str | None = None,
+          text_col: str | list[str] | None = None, input_format: str | None = None, header: bool | None = None,
           notify: Callable[[str], None] | None = _stderr) -> Path:
     """Write one self-contained HTML page to audit mined findings against the reports they came from.
 
     Args:
         findings: findings.parquet path (or Arrow table / DataFrame in FINDINGS_SCHEMA).
         reports: the reports ``repgls mine`` read (any source of :func:`repgls.mining.readers.iter_reports`),
-            read with the same ``id_col`` / ``text_col`` / ``input_format`` so that the offsets line up.
+            read with the same ``id_col`` / ``text_col`` / ``input_format`` / ``header`` so that the offsets
+            line up (``header=False``: a CSV / TSV whose first row is a report, as the CheXpert labeler reads it;
+            None: detected, as ``repgls mine`` does).
         out: the page to write (the only file written; owner-only permissions).
         compare: a second findings table; reports where the two disagree come first, side by side.
         sample: show a random sample of this many matching reports (deterministic by ``seed``).
@@ -486,4 +489,4 @@ def audit(findings: Any, reports: Any, out: str | Path, *, compare: Any = None, 
                     disagreements_only=disagreements_only)
     return audit_page(findings, reports, out, compare=compare, sample=sample, seed=seed, selection=sel,
                       max_reports=max_reports, id_col=id_col, text_col=text_col, input_format=input_format,
-                      notify=notify).out
+                      header=header, notify=notify).out

@@ -19,42 +19,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from repgls.mining.schema import STATUSES, validate_findings
+from repgls.mining.schema import STATUSES
 
 ABSENT = "absent"
 LABELS = (ABSENT, *STATUSES)
 COLUMNS = ("finding", "n_a", "n_b", "both", "only_a", "only_b", "status_agreement", "agreement", "kappa")
-
-
-def read_findings(source: str | Path | pa.Table | pd.DataFrame, where: str | None = None) -> pd.DataFrame:
-    """A findings table (Parquet path, Arrow table or DataFrame) checked against ``FINDINGS_SCHEMA``.
-
-    Raises:
-        ValueError: missing file, unreadable file, or a schema problem (naming the file and row).
-    """
-    import pyarrow.parquet as pq
-
-    from repgls._io import reading
-
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        where = where or str(path)
-        if not path.exists():
-            raise ValueError(f"{where}: file not found")
-        with reading(where, "Parquet findings table"):
-            table = pq.read_table(path)
-    elif isinstance(source, pd.DataFrame):
-        table = pa.Table.from_pandas(source, preserve_index=False)
-    else:
-        table = source
-    table = validate_findings(table, where or "findings")
-    df = table.select(["study_id", "finding", "status", "certainty"]).to_pandas()
-    dup = df.duplicated(["study_id", "finding"])
-    if dup.any():
-        i = int(dup.to_numpy().nonzero()[0][0])
-        raise ValueError(f"{where or 'findings'}: row {i}: second row for study {df.study_id.iat[i]!r}, "
-                         f"finding {df.finding.iat[i]!r} (expected one row per study and finding)")
-    return df
 
 
 def _kappa(a: list[str], b: list[str]) -> float:
@@ -76,9 +45,13 @@ def compare_findings(
     """Per-class agreement of findings tables ``a`` and ``b`` (columns ``COLUMNS``; module doc).
 
     ``classes``: the classes to report, in order (e.g. a vocabulary's); default: all found, sorted.
+
+    Raises:
+        FileNotFoundError: a path that does not exist. ValueError: a bad table (naming the file and row).
     """
-    da, db = read_findings(a, None if not isinstance(a, (str, Path)) else str(a)), read_findings(
-        b, None if not isinstance(b, (str, Path)) else str(b))
+    from repgls.rating.findings import read_findings  # the one findings reader (names the file and row)
+
+    da, db = read_findings(a, where="findings A"), read_findings(b, where="findings B")
     studies = sorted(set(da.study_id) | set(db.study_id))
     if classes is None:
         classes = sorted(set(da.finding) | set(db.finding))
