@@ -60,6 +60,18 @@ def test_prompt_and_schema_follow_the_vocabulary() -> None:
     assert ps == sorted(ps, reverse=True) and ps[0] == 1.0 and ps[-1] == 0.0
 
 
+def test_prompt_scale_agrees_with_the_rule_miner_on_differentials() -> None:
+    """Both miners make a differential member less certain than one modal hedge ("may be", "possible"), and the
+    LLM's one alternative category lies between the rule miner's "versus" and "or" values."""
+    from repgls.mining.lexicon import load_cues
+
+    alt = load_cues().alt_connectors
+    s = PROMPT.scale
+    assert s["alternative"] < min(s["equivocal"], s["possible"])
+    assert alt["versus"] <= s["alternative"] <= alt["or"]
+    assert "versus" in PROMPT.scale_examples["alternative"] and "versus" not in PROMPT.scale_examples["equivocal"]
+
+
 @pytest.mark.parametrize(
     ("content", "finish", "needle"),
     [

@@ -24,7 +24,7 @@ def served_model(tmp_path_factory):
     from repgls.mining.llm_tiny import build_tiny_model
     from repgls.mining.server import spawn_server, wait_ready
 
-    model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen3-tiny", seed=2)
+    model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen3-tiny", seed=6)
     proc, port = spawn_server(model, None, "--served-model-name", "tiny")
     try:
         wait_ready(proc, port)

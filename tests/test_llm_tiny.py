@@ -37,7 +37,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from repgls.mining.llm_tiny import build_tiny_model
 
     torch.set_num_threads(1)  # a 64-wide model: one thread is fastest, and the machine is shared
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen3-tiny", seed=2)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen3-tiny", seed=6)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,8 @@ def test_in_process_constrained_decoding_gives_valid_findings(in_process_table, 
     info = llm.run_info(table)
     assert info["n_failed"] == 0 and info["n_reports"] == len(REPORTS)
     validate_findings(table)
-    assert table.num_rows > 0  # this seed's random model does list findings
+    assert table.num_rows > 0  # this seed's random model lists findings under the shipped prompt (an edit of the
+    # prompt changes what a random model says: pick another seed of build_tiny_model if this fails after one)
     assert set(table.column("finding").to_pylist()) <= set(VOCAB.classes)
     assert set(table.column("source").to_pylist()) == {f"llm:{tiny_model}"}
     assert set(table.column("lexicon_version").to_pylist()) == {llm.lexicon_version(llm.load_prompt(), VOCAB)}
