@@ -333,6 +333,21 @@ def test_clear_errors(tiny_run, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_unwritable_output_is_refused_before_any_inference(tiny_run, tmp_path, monkeypatch):
+    """The library function checks its output place first, as the CLI does: no prediction is computed."""
+    import repgls.evaluation.scoring as S
+
+    calls = []
+    monkeypatch.setattr(S, "_predict_split", lambda *a, **k: calls.append(1))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=r"evaluation output folder .*a_file"):
+        S.evaluate(tiny_run["run"], n_boot=0, cams=0, out_dir=blocker / "ev", device="cpu")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        S.evaluate(tiny_run["run"], n_boot=0, cams=0, out_dir=blocker, device="cpu")
+    assert not calls and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
 def test_a_failed_evaluation_leaves_no_half_folder(tiny_run, tmp_path, monkeypatch):
     """An error while writing (here: Grad-CAM) leaves neither a half-written folder nor a changed old one."""
     import repgls.evaluation.scoring as S

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from repgls._io import atomic_write_bytes, atomic_write_parquet, file_mode_mask
+from repgls._io import atomic_write_bytes, atomic_write_parquet, check_writable, file_mode_mask
 from repgls.evaluation.predict import pick_cam_images, prediction_columns
 from repgls.evaluation.reference import (
     Reference,
@@ -277,6 +277,8 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", n_boot: int = 200,
     from repgls.metrics import choose_thresholds, score
 
     lr = load_run(run_dir, checkpoint, device)
+    out = Path(out_dir) if out_dir is not None else lr.run_dir / f"eval-{split}"
+    check_writable(out, folder=True, what="evaluation output folder")  # before any inference
     if lr.cache_dir is None or not (lr.cache_dir / "meta.json").is_file():
         raise FileNotFoundError(f"{lr.run_dir}/config.yaml: data.cache_dir {lr.config.data.cache_dir!r} is not an "
                                 "image cache (meta.json missing)")
@@ -313,7 +315,6 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", n_boot: int = 200,
         "vs_reference": res_ref, "vs_truth": res_truth, "hedged": _hedged_summary(ref, sp.scores, lr.classes),
         "files": {"metrics": "metrics.json", "predictions": "predictions.parquet"},
     }
-    out = Path(out_dir) if out_dir is not None else lr.run_dir / f"eval-{split}"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     os.chmod(tmp, 0o777 & ~file_mode_mask())
