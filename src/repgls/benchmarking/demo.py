@@ -18,12 +18,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from repgls.benchmarking.run import bench
 from repgls.benchmarking.spec import BackboneSpec, BenchConfig, MethodSpec, WorldSpec
-from repgls.benchmarking.table import gap_note
+from repgls.benchmarking.table import ci_cell, gap_note
 
 __all__ = ["DEMO_METHODS", "VISIBLE_CLASSES", "DemoResult", "demo", "demo_config", "mine_samples",
            "sample_reports_path"]
@@ -117,15 +116,6 @@ def _print_samples(df: pd.DataFrame, console: Any) -> None:
     console.print(t)
 
 
-def _cell(row: pd.Series, key: str, digits: int = 3, signed: bool = False) -> str:
-    v, lo, hi = row.get(key), row.get(f"{key}_lo"), row.get(f"{key}_hi")
-    if v is None or not np.isfinite(v):
-        return "n/a"
-    f = f"{{:{'+' if signed else ''}.{digits}f}}"
-    ci = f" [{f.format(lo)}, {f.format(hi)}]" if lo is not None and np.isfinite(lo) and np.isfinite(hi) else ""
-    return f.format(v) + ci
-
-
 def _print_comparison(comp: pd.DataFrame, console: Any) -> None:
     from rich.table import Table
 
@@ -135,7 +125,7 @@ def _print_comparison(comp: pd.DataFrame, console: Any) -> None:
     for col in ("method", "mean AUC", "vs u-ones", "gap recovered"):
         t.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
     for m, r in comp.iterrows():
-        t.add_row(str(m), _cell(r, "auc"), _cell(r, "d_auc_vs_u-ones", signed=True), _cell(r, "gap_recovered", 2))
+        t.add_row(str(m), ci_cell(r, "auc"), ci_cell(r, "d_auc_vs_u-ones", signed=True), ci_cell(r, "gap_recovered", 2))
     console.print(t)
     note = gap_note(comp)
     if note:
@@ -185,8 +175,8 @@ def demo(
     res = bench(cfg, out=out, log=log, progress=progress, report=False)
     report = _write_demo_report(res, cfg, n=n, size=size, model=model)
     _print_comparison(res.comparison, console)
-    console.print("These heads were trained on a frozen backbone; docs/results.md ('Fine-tuning the backbone instead "
-                  "of probing it') measured the same bench fine-tuned, where GLS and U-Ones tie.", highlight=False)
+    console.print("These heads were trained on a frozen backbone; fine-tuning it can change the verdict (docs/results.md, "
+                  "'Fine-tuning the backbone instead of probing it').", highlight=False)
     secs = time.perf_counter() - t0
     console.print(f"report: [bold]{report}[/]   table: {res.files['comparison']}   ({secs:.0f}s)")
     return DemoResult(out=Path(res.out), samples=samples, table=res.table, comparison=res.comparison,

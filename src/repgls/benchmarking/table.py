@@ -99,7 +99,8 @@ def gap_note(comp: pd.DataFrame) -> str | None:
             "interval holds 0), so these labels already give what the truth gives and there is no gap to recover.")
 
 
-def _ci(row: Any, key: str, digits: int, signed: bool = False) -> str:
+def ci_cell(row: Any, key: str, digits: int = 3, signed: bool = False) -> str:
+    """``row[key]`` with its ``[key_lo, key_hi]`` interval when both are finite; ``n/a`` when the value is not."""
     v, lo, hi = row.get(key), row.get(f"{key}_lo"), row.get(f"{key}_hi")
     if v is None or not np.isfinite(v):
         return "n/a"
@@ -121,9 +122,9 @@ def comparison_markdown(comp: pd.DataFrame, baselines: Sequence[str], digits: in
              "difference.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, row in comp.iterrows():
         r = row.to_dict()
-        cells = [str(method), _ci(r, "auc", digits)] + [_ci(r, f"d_auc_vs_{b}", digits, True) for b in baselines]
+        cells = [str(method), ci_cell(r, "auc", digits)] + [ci_cell(r, f"d_auc_vs_{b}", digits, True) for b in baselines]
         if has_gap:
-            cells.append(_ci(r, "gap_recovered", 2))
+            cells.append(ci_cell(r, "gap_recovered", 2))
         lines.append("| " + " | ".join(cells) + " |")
     note = gap_note(comp)
     return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")

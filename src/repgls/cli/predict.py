@@ -37,6 +37,16 @@ def top_table(df: Any, top: int = 3) -> Any:
     return t
 
 
+def _print_predictions(df: Any, top: int) -> None:
+    """The files skipped (``--skip-errors``) and the top-``top`` table of a predictions frame."""
+    for path, err in df.attrs.get("errors", {}).items():
+        console.print(f"[yellow]skipped[/] {path}: {err}")
+    if top and len(df):
+        from rich.console import Console
+
+        Console().print(top_table(df, top))
+
+
 def _predict_export(export: Path, images: list[Path], out: Path, cam: bool, checkpoint: str, device: str,
                     batch_size: int, top: int, skip_errors: bool) -> None:
     """``repgls predict EXPORT IMAGES``: the same table from an exported model (no torch for ONNX)."""
@@ -47,19 +57,11 @@ def _predict_export(export: Path, images: list[Path], out: Path, cam: bool, chec
         fail(f"--cam: {NO_CAM}")
     if checkpoint != "best":
         fail("--checkpoint: an export holds one checkpoint (chosen by `repgls export --checkpoint`)")
-    missing = [str(p) for p in images if not p.exists()]
-    if missing:
-        fail(f"image file(s) not found: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     try:
         df = predict_exported(export, images, out, batch_size=batch_size, device=device, skip_errors=skip_errors)
     except (ImportError, FileNotFoundError, ValueError, ImageReadError) as e:
         fail(str(e))
-    for path, err in df.attrs.get("errors", {}).items():
-        console.print(f"[yellow]skipped[/] {path}: {err}")
-    if top and len(df):
-        from rich.console import Console
-
-        Console().print(top_table(df, top))
+    _print_predictions(df, top)
     console.print(f"[green]wrote[/] {out} ({len(df)} images, exported model {export})")
 
 
@@ -86,14 +88,15 @@ def register(app: typer.Typer) -> None:
             fail("--batch-size must be >= 1 and --top >= 0")
         from repgls.evaluation.onnx_predict import is_export
 
-        if is_export(run):
-            _predict_export(run, images, out, cam or bool(cam_class), checkpoint, device, batch_size, top, skip_errors)
-            return
-        if not (run / "config.yaml").is_file():
+        export = is_export(run)
+        if not export and not (run / "config.yaml").is_file():
             fail(f"{run}: not a run folder (no config.yaml)")
         missing = [str(p) for p in images if not p.exists()]
         if missing:
             fail(f"image file(s) not found: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if export:
+            _predict_export(run, images, out, cam or bool(cam_class), checkpoint, device, batch_size, top, skip_errors)
+            return
         from repgls.config import ConfigError
         from repgls.data.images import ImageReadError
         from repgls.evaluation import predict
@@ -104,12 +107,7 @@ def register(app: typer.Typer) -> None:
                          skip_errors=skip_errors)
         except (ConfigError, FileNotFoundError, ValueError, ImageReadError) as e:
             fail(str(e))
-        for path, err in df.attrs.get("errors", {}).items():
-            console.print(f"[yellow]skipped[/] {path}: {err}")
-        if top and len(df):
-            from rich.console import Console
-
-            Console().print(top_table(df, top))
+        _print_predictions(df, top)
         msg = f"[green]wrote[/] {out} ({len(df)} images)"
         if cam and "cam" in df.columns:
             msg += f"; Grad-CAM PNGs in {Path(df['cam'].iloc[0].split(';')[0]).parent}"

@@ -605,3 +605,16 @@ def select_classes(labels: AlignedLabels, classes: Sequence[str] | None) -> Alig
     idx = [labels.classes.index(c) for c in classes]
     return AlignedLabels(labels.y[:, idx], labels.r[:, idx], labels.mask[:, idx], labels.mentioned[:, idx],
                          tuple(classes))
+
+
+def labels_for_rows(index: pd.DataFrame, labels: Any, classes: Sequence[str] | None = None,
+                    uncertain: str = "ignore", blank: str = "negative") -> AlignedLabels:
+    """Labels of a cache's image rows (``index``: its rows, with ``study_id``): a labels table / file, the
+    string ``"official"`` (the dataset's own labels; ``uncertain`` / ``blank`` as :func:`official_labels`), or
+    None (no labels: [N, 0] arrays); then only ``classes``, in that order."""
+    if labels is None:
+        empty = np.zeros((len(index), 0), dtype=np.float32)
+        return AlignedLabels(empty, empty, empty, empty, ())
+    aligned = (official_labels(index, uncertain, blank) if isinstance(labels, str) and labels == "official"
+               else align_labels(index["study_id"].astype(str), labels))
+    return select_classes(aligned, classes)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from repgls.data.adapters import align_labels, official_labels, select_classes
+from repgls.data.adapters import labels_for_rows
 from repgls.data.cache import DONE, INDEX, read_status
 
 __all__ = ["FEATURES", "FEATURES_META", "FeatureDataset", "read_features_meta"]
@@ -63,14 +63,8 @@ class FeatureDataset(Dataset):
         self.rows = self.index["row"].to_numpy(dtype=np.int64)
         self.features = np.ascontiguousarray(feats[self.rows], dtype=np.float32)
         self.epoch = 0
-        if labels is None:
-            n = len(self.index)
-            self.y = self.r = self.mask = self.mentioned = np.zeros((n, 0), dtype=np.float32)
-            self.classes: tuple = ()
-        else:
-            aligned = (official_labels(self.index, uncertain, blank) if isinstance(labels, str) and labels == "official"
-                       else align_labels(self.index["study_id"].astype(str), labels))
-            self.y, self.r, self.mask, self.mentioned, self.classes = select_classes(aligned, classes)
+        self.y, self.r, self.mask, self.mentioned, self.classes = labels_for_rows(self.index, labels, classes,
+                                                                                  uncertain, blank)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from repgls.data.adapters import align_labels, official_labels, select_classes
+from repgls.data.adapters import labels_for_rows
 from repgls.data.cache import DONE, IMAGES, INDEX, read_meta, read_status
 from repgls.data.images import NORM_MEAN, NORM_STD, normalize
 
@@ -197,14 +197,8 @@ class CachedImageDataset(Dataset):
             keep &= index["view"].isin(list(views)).to_numpy()
         self.index = index[keep].reset_index(drop=True)
         self.rows = self.index["row"].to_numpy(dtype=np.int64)
-        if labels is None:
-            n = len(self.index)
-            self.y = self.r = self.mask = self.mentioned = np.zeros((n, 0), dtype=np.float32)
-            self.classes: tuple = ()
-        else:
-            aligned = (official_labels(self.index, uncertain, blank) if isinstance(labels, str) and labels == "official"
-                       else align_labels(self.index["study_id"].astype(str), labels))
-            self.y, self.r, self.mask, self.mentioned, self.classes = select_classes(aligned, classes)
+        self.y, self.r, self.mask, self.mentioned, self.classes = labels_for_rows(self.index, labels, classes,
+                                                                                  uncertain, blank)
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0

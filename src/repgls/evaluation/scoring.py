@@ -12,7 +12,6 @@ nothing (a failed evaluation leaves no half-written folder).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -36,6 +35,7 @@ from repgls.evaluation.reference import (
 )
 from repgls.evaluation.run import LoadedRun, load_run, predict_dataset
 from repgls.evaluation.truth import find_truth
+from repgls.metrics.score import json_safe
 
 __all__ = ["REFERENCE_CHOICES", "evaluate", "json_safe"]
 
@@ -166,21 +166,6 @@ def _hedged_summary(ref: Reference, scores: np.ndarray, classes: tuple[str, ...]
             "rule": "mentions with 0 < certainty < 1: not reference labels; shown here so they are never folded in"}
 
 
-def json_safe(x: Any) -> Any:
-    """A copy that strict JSON accepts: NaN / inf become null, numpy scalars Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return json_safe(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def _groups(vocab: str | None) -> Any:
     """Head / medium / tail groups of the vocabulary (None when unknown)."""
     if not vocab:
@@ -276,9 +261,9 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test", n_boot: int = 200,
     """
     from repgls.metrics import choose_thresholds, score
 
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / f"eval-{split}"
+    check_writable(out, folder=True, what="evaluation output folder")  # before loading the model
     lr = load_run(run_dir, checkpoint, device)
-    out = Path(out_dir) if out_dir is not None else lr.run_dir / f"eval-{split}"
-    check_writable(out, folder=True, what="evaluation output folder")  # before any inference
     if lr.cache_dir is None or not (lr.cache_dir / "meta.json").is_file():
         raise FileNotFoundError(f"{lr.run_dir}/config.yaml: data.cache_dir {lr.config.data.cache_dir!r} is not an "
                                 "image cache (meta.json missing)")

@@ -25,14 +25,14 @@ from repgls.metrics.registry import METRICS, metric_keys
 
 
 # ------------------------------------------------------------------------------------------- evaluate
-def _clean(x: Any) -> Any:
-    """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None."""
+def json_safe(x: Any) -> Any:
+    """A copy that strict JSON accepts: numpy scalars / arrays become Python values, NaN / inf become null."""
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
+        return json_safe(x.tolist())
     if isinstance(x, (np.bool_, bool)):
         return bool(x)
     if isinstance(x, (np.integer, int)):
@@ -164,7 +164,7 @@ def score(y_true: Any, scores: Any, classes: Sequence[str], groups: Any = None, 
                 "bacc_logit0_rule": "score > 0.5 (logit > 0, LTML)", "bacc_rule": "score >= validation threshold",
                 "n_boot": n_boot, "seed": seed, "ci_level": level,
                 "ci_method": "percentile, " + ("patients resampled" if clusters is not None else "rows resampled")}
-    return _clean({"n": y.shape[0], "classes": classes, "settings": settings, "per_class": per_class,
+    return json_safe({"n": y.shape[0], "classes": classes, "settings": settings, "per_class": per_class,
                    "summary": summary, "groups": group_out})
 
 
